@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cmhash`` CLI, one module each (see ``cmhash.cli``)."""
