@@ -40,6 +40,7 @@ class HashMethod(ABC):
         self.seed = int(seed)
         self.config = merge_config(self.default_config(), config, where=self.name)
         self.dims: tuple[int, int] | None = None
+        self.num_labels: int | None = None
 
     # ---- config -------------------------------------------------------------------------
     @classmethod
@@ -54,7 +55,7 @@ class HashMethod(ABC):
         train = dataset.split("train") if "train" in dataset.splits else dataset
         if len(train) < 2:
             raise DataError("need at least 2 training items", source=dataset.source, field="train")
-        self.dims = train.dims
+        self.dims, self.num_labels = train.dims, train.num_labels
         self._fit(train)
         return self
 
@@ -99,6 +100,7 @@ class HashMethod(ABC):
         payload = {
             "format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, "method": self.name,
             "bits": self.bits, "seed": self.seed, "config": self.config, "dims": list(self.dims),
+            "num_labels": self.num_labels,
             "state": {k: v.detach().cpu() for k, v in self.get_state().items()},
         }
         with atomic_path(path) as tmp:
@@ -121,7 +123,7 @@ class HashMethod(ABC):
             raise DataError(f"model format version {payload['version']} is newer than this cmhash "
                             f"({MODEL_FORMAT_VERSION})", source=str(path), field="version")
         model = get_method(payload["method"])(bits=payload["bits"], seed=payload["seed"], **payload["config"])
-        model.dims = tuple(payload["dims"])
+        model.dims, model.num_labels = tuple(payload["dims"]), payload["num_labels"]
         model.set_state(payload["state"])
         return model
 

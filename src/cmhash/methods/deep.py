@@ -1,0 +1,113 @@
+"""Base class of every deep method: it supplies networks and loss terms, the engine does the rest.
+
+A deep method implements ``build_network`` (an :class:`HashNetwork`) and ``loss_terms`` (named,
+unweighted scalar losses for a batch). Weights live in the config under ``losses``; a weight of 0
+switches a term off. Architectural parts are switched under ``components``. Both are what
+``cmhash bench --ablate`` turns off one at a time (the names listed in ``ablations``).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from cmhash.data.dataset import CrossModalDataset
+from cmhash.methods.base import CONFIG_DIR, HashMethod, merge_config
+
+Batch = dict[str, torch.Tensor]
+
+
+class HashNetwork(nn.Module):
+    """A method's networks. ``encode`` is the per-item inference path: row i depends on x[i] alone."""
+
+    @abstractmethod
+    def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Continuous codes in (-1, 1) of shape (N, bits) for ``modality`` in {"image", "text"}."""
+
+
+class DeepHashMethod(HashMethod):
+    """A hashing method trained by :mod:`cmhash.train` (PyTorch Lightning)."""
+
+    deep = True
+    ablations: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, bits: int = 32, seed: int = 0, **config: Any):
+        super().__init__(bits=bits, seed=seed, **config)
+        self.net: HashNetwork | None = None
+        self.history: list[dict[str, float]] = []
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Method defaults with the shared training defaults merged under ``train``."""
+        own = super().default_config()
+        train = yaml.safe_load((CONFIG_DIR / "_train.yaml").read_text())
+        own["train"] = merge_config(train, own.get("train", {}), where=f"{cls.name}.train")
+        own.setdefault("losses", {})
+        own.setdefault("components", {})
+        return own
+
+    # ---- what a method supplies ----------------------------------------------------------------
+    @abstractmethod
+    def build_network(self) -> HashNetwork:
+        """Networks for ``self.dims``, ``self.num_labels`` and ``self.bits`` from ``self.config``."""
+
+    @abstractmethod
+    def loss_terms(self, net: HashNetwork, batch: Batch) -> dict[str, torch.Tensor]:
+        """Unweighted scalar loss terms for one batch (keys match ``config['losses']``)."""
+
+    def prepare(self, net: HashNetwork, train: CrossModalDataset) -> None:
+        """Set training-set state before the first epoch (anchor banks, prototypes); default none."""
+
+    # ---- helpers for methods -------------------------------------------------------------------
+    def weight(self, term: str) -> float:
+        """Weight of a loss term (0 = off); unknown names are an error."""
+        try:
+            return float(self.config["losses"][term])
+        except KeyError:
+            raise KeyError(f"{self.name}: loss term {term!r} has no weight in config['losses']") from None
+
+    def enabled(self, component: str) -> bool:
+        """Whether an architectural component is switched on."""
+        try:
+            return bool(self.config["components"][component])
+        except KeyError:
+            raise KeyError(f"{self.name}: unknown component {component!r}") from None
+
+    def ablation_overrides(self, name: str) -> dict[str, Any]:
+        """Config overrides that remove one ablatable part (a component or a loss term)."""
+        if name in self.config["components"]:
+            return {"components": {name: False}}
+        if name in self.config["losses"]:
+            return {"losses": {name: 0.0}}
+        raise KeyError(f"{self.name}: {name!r} is neither a component nor a loss term")
+
+    # ---- HashMethod -----------------------------------------------------------------------------
+    def _fit(self, train: CrossModalDataset) -> None:
+        from cmhash.train import fit_deep
+
+        self.history = fit_deep(self, train)
+
+    def _project(self, modality: str, x: np.ndarray) -> np.ndarray:
+        assert self.net is not None
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(x), 4096):
+                chunk = torch.from_numpy(x[start:start + 4096]).to(device)
+                out.append(self.net.encode(modality, chunk).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.bits), np.float32)
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None
+        return dict(self.net.state_dict())
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.net = self.build_network()
+        self.net.load_state_dict(state)
+        self.net.eval()

@@ -1,0 +1,82 @@
+"""Loss terms shared by the deep methods. Inputs are batches of continuous codes in (-1, 1).
+
+Each function returns a scalar tensor and is written for the batch shapes noted; label
+matrices are float 0/1 multi-hot (B, C).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def label_overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Binary similarity (Ba, Bb): 1 where two items share at least one label."""
+    return (a @ b.T > 0).float()
+
+
+def label_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Graded similarity in [0, 1] (Ba, Bb): cosine of label vectors (more shared labels, higher)."""
+    return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+
+
+def pairwise_likelihood(u: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """DCMH negative log-likelihood of similarities ``s`` under theta = <u, v> / 2."""
+    theta = 0.5 * u @ v.T
+    return (F.softplus(theta) - s * theta).mean()
+
+
+def quantization(h: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance to the nearest binary code, ||h - sign(h)||^2 / (B k)."""
+    return (h - torch.sign(h).detach()).pow(2).mean()
+
+
+def bit_balance(h: torch.Tensor) -> torch.Tensor:
+    """Each bit half +1 / half -1 over the batch: squared mean of every bit."""
+    return h.mean(dim=0).pow(2).mean()
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: row i of ``a`` and row i of ``b`` are the positives, the rest negatives."""
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def multi_positive_contrastive(a: torch.Tensor, b: torch.Tensor, positives: torch.Tensor,
+                               temperature: float) -> torch.Tensor:
+    """Contrastive loss with a set of positives per anchor (label-guided, SupCon style).
+
+    ``positives`` (Ba, Bb) weights in [0, 1]: the target distribution of anchor i over ``b`` is its
+    positive row normalised; anchors without positives are left out.
+    """
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
+    weight = positives.sum(dim=1)
+    keep = weight > 0
+    if not keep.any():
+        return logits.sum() * 0
+    target = positives[keep] / weight[keep, None]
+    return -(target * F.log_softmax(logits[keep], dim=1)).sum(dim=1).mean()
+
+
+def similarity_regression(u: torch.Tensor, v: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between code cosine similarity (in [-1, 1]) and ``target`` (in [-1, 1])."""
+    cos = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T
+    return (cos - target).pow(2).mean()
+
+
+def weighted_cosine_triplet(anchor: torch.Tensor, other: torch.Tensor, la: torch.Tensor, lb: torch.Tensor,
+                            margin: float) -> torch.Tensor:
+    """Cross-modal cosine triplet loss over all (anchor, positive, negative) triplets in the batch.
+
+    Positive = shares a label with the anchor, negative = shares none; each triplet is weighted by
+    how strongly anchor and positive share labels (label cosine), so near-duplicates in meaning
+    are pulled hardest.
+    """
+    cos = F.normalize(anchor, dim=1) @ F.normalize(other, dim=1).T  # (B, B)
+    grade = label_cosine(la, lb)
+    pos, neg = (grade > 0).float(), (grade == 0).float()
+    # hinge[i, p, n] = relu(margin - cos[i, p] + cos[i, n]) for positive p and negative n of anchor i
+    hinge = F.relu(margin - cos[:, :, None] + cos[:, None, :])
+    w = (grade * pos)[:, :, None] * neg[:, None, :]
+    return (w * hinge).sum() / w.sum().clamp_min(1.0)
