@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cmhash {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for info in sorted(pkgutil.iter_modules(cmhash.commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):  # shared helpers, not commands
+            continue
         importlib.import_module(f"cmhash.commands.{info.name}").add_parser(sub)
     return parser
 

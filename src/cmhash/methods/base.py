@@ -131,7 +131,7 @@ class HashMethod(ABC):
     def _check_input(self, x: np.ndarray, axis: int, modality: str) -> np.ndarray:
         if self.dims is None:
             raise RuntimeError(f"{self.name}: call fit (or load) before encoding")
-        x = np.asarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.dims[axis]:

@@ -9,6 +9,9 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, type["HashMethod"]] = {}
 
+# The methods of the five founding papers (the rest are the baselines beside them).
+FOUNDING = ("ddss", "dhsl", "sdeh", "cdhtk", "fjsph")
+
 
 def register(cls: type["HashMethod"]) -> type["HashMethod"]:
     """Class decorator: make a method available by its ``name``."""

@@ -1,0 +1,180 @@
+"""Train and evaluate every (dataset, method variant, bits, seed) combination.
+
+A *variant* is a method with config overrides: the method itself, or (for ``--ablate``) the
+method with one component or loss term switched off. Evaluation: query split against database
+split, I→T and T→I, mAP over the whole ranking unless ``topk`` is given (then mAP@K; the
+tables name the metric either way).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from cmhash.data.dataset import CrossModalDataset
+from cmhash.methods import get_method
+from cmhash.methods.deep import DeepHashMethod
+from cmhash.methods.registry import FOUNDING, available_methods
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method under a display label with config overrides (``removed`` names an ablated part)."""
+
+    label: str
+    method: str
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    removed: str | None = None
+
+
+@dataclass
+class RunResult:
+    dataset: str
+    variant: str
+    method: str
+    bits: int
+    seed: int
+    i2t: float
+    t2i: float
+    train_seconds: float
+    epochs: int | None
+    seconds_per_epoch: float | None
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def mean(self) -> float:
+        return (self.i2t + self.t2i) / 2
+
+    def row(self) -> dict[str, Any]:
+        """The flat, CSV-ready fields (curves left out)."""
+        return {k: getattr(self, k) for k in ("dataset", "variant", "method", "bits", "seed", "i2t", "t2i",
+                                              "train_seconds", "epochs", "seconds_per_epoch")} | {"mean": self.mean}
+
+
+def expand_methods(names: list[str]) -> list[str]:
+    """Method names with the groups ``all``, ``baselines`` and ``founding`` expanded, order kept."""
+    registered = available_methods()
+    out: list[str] = []
+    for name in names:
+        group = {"all": registered, "founding": list(FOUNDING),
+                 "baselines": [m for m in registered if m not in FOUNDING]}.get(name, [name])
+        for m in group:
+            get_method(m)  # unknown names fail here, before any training
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def split_overrides(overrides: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``{"ddss.train.epochs": 5, "train.epochs": 3}`` to per-method nested overrides.
+
+    A key that starts with a method name applies to that method; any other key applies to
+    every method whose config has it (and must fit at least one, so typos are caught).
+    """
+    per: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        targets = [head] if head in per and rest else methods
+        path = rest.split(".") if head in per and rest else key.split(".")
+        applied = False
+        for m in targets:
+            if _has_path(get_method(m).default_config(), path):
+                _set_path(per[m], path, value)
+                applied = True
+        if not applied:
+            raise KeyError(f"--set {key}: no selected method has config key {'.'.join(path)!r}")
+    return per
+
+
+def _has_path(cfg: dict[str, Any], path: list[str]) -> bool:
+    for p in path:
+        if not isinstance(cfg, dict) or p not in cfg:
+            return False
+        cfg = cfg[p]
+    return True
+
+
+def _set_path(cfg: dict[str, Any], path: list[str], value: Any) -> None:
+    for p in path[:-1]:
+        cfg = cfg.setdefault(p, {})
+    cfg[path[-1]] = value
+
+
+def plan_variants(methods: list[str], overrides: dict[str, Any], ablate: str | None = None) -> list[Variant]:
+    """The variants to run: each method, or the full method then each ablatable part removed."""
+    if ablate:
+        per = split_overrides(overrides, [ablate])[ablate]
+        cls = get_method(ablate)
+        if not issubclass(cls, DeepHashMethod) or not cls.ablations:
+            raise ValueError(f"{ablate}: has no ablatable parts")
+        base = cls(**per)
+        variants = [Variant(ablate, ablate, per)]
+        for part in cls.ablations:
+            variants.append(Variant(f"{ablate} w/o {part}", ablate, _merged(per, base.ablation_overrides(part)),
+                                    removed=part))
+        return variants
+    per = split_overrides(overrides, methods)
+    return [Variant(m, m, per[m]) for m in methods]
+
+
+def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Nested union of two override dicts (``b`` wins)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in a.items()}
+    for k, v in b.items():
+        out[k] = _merged(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, topk: int | None = None,
+            curves: bool = False) -> RunResult:
+    """Fit one variant on the train split and evaluate query vs database both ways."""
+    from cmhash.metrics import evaluate_model, retrieval_curves
+
+    model = get_method(variant.method)(bits=bits, seed=seed, **variant.overrides)
+    start = time.perf_counter()
+    model.fit(dataset.with_splits(train=dataset.splits["train"]))
+    seconds = time.perf_counter() - start
+    query, database = dataset.split("query"), dataset.split("database")
+    scores = evaluate_model(model, query, database, directions=("i2t", "t2i"), topk=topk)
+    epochs = len(model.history) if isinstance(model, DeepHashMethod) else None
+    return RunResult(
+        dataset=dataset.name, variant=variant.label, method=variant.method, bits=bits, seed=seed,
+        i2t=float(scores["i2t"]), t2i=float(scores["t2i"]), train_seconds=seconds, epochs=epochs,
+        seconds_per_epoch=seconds / epochs if epochs else None,
+        curves=retrieval_curves(model, query, database) if curves else {},
+    )
+
+
+def run_grid(datasets: list[CrossModalDataset], variants: list[Variant], bits: list[int], seeds: list[int],
+             topk: int | None = None, on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Every combination; curves (for the plots) are kept for the first seed only."""
+    results = []
+    for ds in datasets:
+        for variant in variants:
+            for b in bits:
+                for s in seeds:
+                    r = run_one(ds, variant, b, s, topk=topk, curves=s == seeds[0])
+                    results.append(r)
+                    if on_result:
+                        on_result(r)
+    return results
+
+
+def aggregate(results: list[RunResult]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds for each (dataset, variant, bits)."""
+    groups: dict[tuple[str, str, int], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.dataset, r.variant, r.bits), []).append(r)
+    rows = []
+    for (ds, variant, bits), rs in groups.items():
+        row: dict[str, Any] = {"dataset": ds, "variant": variant, "method": rs[0].method, "bits": bits, "seeds": len(rs)}
+        for key in ("i2t", "t2i", "mean", "train_seconds"):
+            vals = np.array([getattr(r, key) if key != "mean" else r.mean for r in rs], dtype=float)
+            row[key], row[f"{key}_std"] = float(vals.mean()), float(vals.std())
+        spe = [r.seconds_per_epoch for r in rs if r.seconds_per_epoch is not None]
+        row["seconds_per_epoch"] = float(np.mean(spe)) if spe else None
+        rows.append(row)
+    return rows

@@ -1,0 +1,46 @@
+"""Resolve a dataset named on the command line: a built-in name, a synthetic spec, or a file.
+
+- ``wiki``: the embedded real Wiki dataset (its own train/query/database split).
+- ``synthetic`` or ``synthetic:n=20015,num_labels=24,...``: the synthetic generator with
+  keyword overrides (the split sizes are part of the generator's arguments).
+- anything else: a path loaded by :func:`load_dataset` (format detected or ``format``), then
+  split with ``protocol`` (a preset name; required when the file carries no splits).
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from cmhash.data.dataset import CrossModalDataset, DataError
+
+
+def parse_kwargs(spec: str) -> dict:
+    """``"a=1,b=x"`` to ``{"a": 1, "b": "x"}`` with YAML value parsing."""
+    out = {}
+    for part in filter(None, spec.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value, got {part!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def open_dataset(spec: str, *, protocol: str | None = None, seed: int = 0, format: str | None = None,
+                 drop_unlabeled: bool = False) -> CrossModalDataset:
+    """The dataset ``spec`` names, with train/query/database splits."""
+    from cmhash.data import apply_protocol, load_dataset, load_wiki, make_synthetic
+
+    name, _, args = spec.partition(":")
+    if name == "wiki" and not args:
+        ds = load_wiki()
+    elif name == "synthetic":
+        ds = make_synthetic(**{"seed": seed, **parse_kwargs(args)})
+    else:
+        ds = load_dataset(spec, format=format, drop_unlabeled=drop_unlabeled)
+    if protocol:
+        ds = apply_protocol(ds, protocol, seed=seed)
+    missing = [s for s in ("train", "query", "database") if s not in ds.splits]
+    if missing:
+        raise DataError(f"no {'/'.join(missing)} split: name a protocol (--protocol, e.g. mirflickr25k or custom)",
+                        source=spec, field="splits")
+    return ds
