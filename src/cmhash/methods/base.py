@@ -55,6 +55,10 @@ class HashMethod(ABC):
         train = dataset.split("train") if "train" in dataset.splits else dataset
         if len(train) < 2:
             raise DataError("need at least 2 training items", source=dataset.source, field="train")
+        if self.supervised and train.num_labels == 0:
+            raise DataError(f"{self.name} is supervised but the dataset has no label columns "
+                            "(index it with a trained model, or train an unsupervised method)",
+                            source=dataset.source, field="labels")
         self.dims, self.num_labels = train.dims, train.num_labels
         self._fit(train)
         return self

@@ -1,0 +1,207 @@
+"""Manifest + image folder -> cmhash dataset file (the library side of ``cmhash encode``).
+
+Resumable: rows are encoded in chunks of ``encoder.batch_size``; each chunk is written atomically to
+``<out>.work/`` together with a key (manifest digest, model fingerprint, chunk size, image folder), so
+a restarted run re-uses every finished chunk whose key matches and redoes the rest. The dataset file
+is written atomically at the end and the work directory is then removed.
+
+Nothing is dropped silently: rows with a missing/unreadable image or an empty caption are skipped
+and listed (and captions longer than the model's limit are kept truncated and listed) in
+``<out>.report.csv`` (columns row, id, image, action, reason; ``row`` counts data rows from 0).
+With ``strict`` the first such skip stops the run with a DataError instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from cmhash.data.dataset import CrossModalDataset, DataError
+from cmhash.data.native import save_dataset
+from cmhash.encoders.clip import load_image
+from cmhash.encoders.manifest import Manifest, read_manifest
+from cmhash.io import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from cmhash.encoders.clip import ClipEncoder
+
+CHUNK_FORMAT = 1  # bump when the chunk file layout changes, so old work directories are not reused
+REPORT_COLUMNS = ("row", "id", "image", "action", "reason")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One reported row: ``action`` is ``skipped`` (not in the dataset) or ``truncated`` (kept)."""
+
+    row: int
+    id: int
+    image: str
+    action: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncodeSummary:
+    """What a run produced, for the command to print."""
+
+    dataset: CrossModalDataset
+    dataset_path: Path
+    report_path: Path
+    labels_path: Path | None
+    rows: int
+    issues: list[Issue]
+    chunks: int
+    resumed_chunks: int
+    ignored_columns: tuple[str, ...]
+
+    def count(self, action: str) -> int:
+        return sum(issue.action == action for issue in self.issues)
+
+    @property
+    def unlabeled(self) -> int:
+        """Encoded rows with no label, when the manifest has labels at all."""
+        return int((self.dataset.labels.sum(axis=1) == 0).sum()) if self.dataset.num_labels else 0
+
+
+def output_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """Where a run writes: the dataset, the row report, the label names, and the resumable work directory."""
+    out = Path(out)
+    return {"dataset": out, "report": out.with_name(out.name + ".report.csv"),
+            "labels": out.with_name(out.name + ".labels.json"), "work": out.with_name(out.name + ".work")}
+
+
+def encode_manifest(manifest: Manifest | str | os.PathLike, images_dir: str | os.PathLike, out: str | os.PathLike,
+                    encoder: "ClipEncoder", *, strict: bool = False, progress: bool = True) -> EncodeSummary:
+    """Encode every row of the manifest (parsed, or a path) with ``encoder`` and write the dataset to ``out``.
+
+    ``out`` is ``.npz`` or ``.h5``; ``progress`` shows a progress bar on stderr.
+    """
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise DataError("image folder does not exist", source=str(images_dir))
+    if Path(out).suffix not in (".npz", ".h5", ".hdf5"):
+        raise ValueError(f"{out}: unknown dataset suffix (use .npz or .h5)")
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest)
+    paths = output_paths(out)
+    key = _work_key(manifest, images_dir, encoder)
+    paths["work"].mkdir(parents=True, exist_ok=True)
+    chunks, resumed = [], 0
+    columns = (TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn())
+    bar = Progress(*columns, console=Console(stderr=True), disable=not progress)
+    with bar, ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # threads overlap image decoding
+        task = bar.add_task("encode", total=len(manifest))
+        for start in range(0, len(manifest), encoder.batch_size):
+            rows = np.arange(start, min(start + encoder.batch_size, len(manifest)))
+            file = paths["work"] / f"chunk_{start // encoder.batch_size:06d}.npz"
+            chunk = _load_chunk(file, key)
+            if chunk is None:
+                chunk = _encode_chunk(manifest, rows, images_dir, encoder, pool, strict)
+                _save_chunk(file, key, chunk)
+            else:
+                resumed += 1
+            chunks.append(chunk)
+            bar.advance(task, len(rows))
+    return _finish(manifest, chunks, paths, encoder, resumed)
+
+
+def _work_key(manifest: Manifest, images_dir: Path, encoder: "ClipEncoder") -> str:
+    parts = {"format": CHUNK_FORMAT, "manifest": manifest.digest, "model": encoder.fingerprint,
+             "chunk_size": encoder.batch_size, "images": str(images_dir.resolve())}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _encode_chunk(manifest: Manifest, rows: np.ndarray, images_dir: Path, encoder: "ClipEncoder",
+                  pool: ThreadPoolExecutor, strict: bool) -> dict[str, np.ndarray]:
+    """Encode the usable rows of one chunk; the others come back as (row, reason) skips."""
+    loaded = list(pool.map(lambda r: _load_row(manifest, int(r), images_dir), rows))
+    skipped = [(int(r), reason) for r, (_, reason) in zip(rows, loaded) if reason]
+    if strict and skipped:
+        row, reason = skipped[0]
+        raise DataError(f"row {row} (id {manifest.ids[row]}): {reason}; run without --strict to skip and report "
+                        "such rows", source=manifest.source)
+    kept = np.array([r for r, (_, reason) in zip(rows, loaded) if not reason], dtype=np.int64)
+    text, truncated = encoder.encode_texts([manifest.texts[r] for r in kept], return_truncated=True)
+    return {"kept": kept, "image": encoder.encode_images([img for img, reason in loaded if not reason]),
+            "text": text, "truncated": truncated,
+            "skipped_rows": np.array([r for r, _ in skipped], dtype=np.int64),
+            "skipped_reasons": np.array([reason for _, reason in skipped], dtype=str)}
+
+
+def _load_row(manifest: Manifest, row: int, images_dir: Path) -> tuple[Image.Image | None, str]:
+    """The row's image, or None and why the row cannot be used ("" when it can)."""
+    if not manifest.texts[row].strip():
+        return None, "empty caption"
+    if not manifest.images[row].strip():
+        return None, "no image path"
+    try:
+        return load_image(images_dir / manifest.images[row]), ""
+    except DataError as exc:
+        return None, exc.problem
+
+
+def _save_chunk(file: Path, key: str, chunk: dict[str, np.ndarray]) -> None:
+    with atomic_path(file) as tmp, open(tmp, "wb") as f:
+        np.savez(f, key=np.array(key), **chunk)
+
+
+def _load_chunk(file: Path, key: str) -> dict[str, np.ndarray] | None:
+    """A finished chunk of this exact run, or None (absent, or left by a run on other inputs)."""
+    if not file.exists():
+        return None
+    with np.load(file, allow_pickle=False) as z:
+        if str(z["key"]) != key:
+            return None
+        return {k: z[k] for k in z.files if k != "key"}
+
+
+def _finish(manifest: Manifest, chunks: list[dict[str, np.ndarray]], paths: dict[str, Path],
+            encoder: "ClipEncoder", resumed: int) -> EncodeSummary:
+    """Write report, label names and dataset (each atomically), then drop the work directory."""
+    kept = np.concatenate([c["kept"] for c in chunks])
+    truncated = kept[np.concatenate([c["truncated"] for c in chunks]).astype(bool)]
+    issues = sorted(
+        [_issue(manifest, int(r), "skipped", str(reason))
+         for c in chunks for r, reason in zip(c["skipped_rows"], c["skipped_reasons"])]
+        + [_issue(manifest, int(r), "truncated", f"caption longer than {encoder.max_length} tokens")
+           for r in truncated],
+        key=lambda issue: issue.row)
+    _write_report(paths["report"], issues)
+    if not len(kept):
+        raise DataError(f"no row could be encoded (all {len(manifest)} skipped; see {paths['report']})",
+                        source=manifest.source)
+    image, text = (np.concatenate([c[modality] for c in chunks]) for modality in ("image", "text"))
+    dataset = CrossModalDataset(image, text, manifest.labels[kept], manifest.ids[kept], name=paths["dataset"].stem,
+                                source=manifest.source)
+    labels_path = None
+    if manifest.label_names is not None:
+        labels_path = paths["labels"]
+        atomic_write_text(labels_path, json.dumps(manifest.label_names, indent=0, ensure_ascii=False) + "\n")
+    save_dataset(dataset, paths["dataset"])
+    shutil.rmtree(paths["work"])
+    return EncodeSummary(dataset, paths["dataset"], paths["report"], labels_path, len(manifest), issues,
+                         len(chunks), resumed, manifest.ignored_columns)
+
+
+def _issue(manifest: Manifest, row: int, action: str, reason: str) -> Issue:
+    return Issue(row, int(manifest.ids[row]), manifest.images[row], action, reason)
+
+
+def _write_report(path: Path, issues: list[Issue]) -> None:
+    """Always written (header only when clean), so a stale report never outlives the run it described."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(REPORT_COLUMNS)
+        writer.writerows([issue.row, issue.id, issue.image, issue.action, issue.reason] for issue in issues)
