@@ -1,0 +1,123 @@
+"""PgVectorStore against a real embedded PostgreSQL + pgvector server (no mocks)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmhash.codes import hamming, unpack
+from cmhash.index import HashIndex, PgVectorStore
+from cmhash.index.pg_server import embedded_server
+
+pytestmark = pytest.mark.postgres
+
+BITS = 32
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    # Not under pytest's tmp_path: as root, PostgreSQL runs as user 'pgserver', which needs o+rx on
+    # every parent directory, and each new pytest session (anyone's) resets /tmp/pytest-of-root to 0700.
+    parent = Path(tempfile.mkdtemp(prefix="cmhash-pg-test-"))
+    server = embedded_server(parent / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def store(pg_server, request):
+    table = "t_" + request.node.name.split("[")[0].removeprefix("test_")[:40]
+    with PgVectorStore(pg_server.get_uri(), table, bits=BITS) as s:
+        yield s
+        s._conn.execute(f"DROP TABLE {table}")
+
+
+@pytest.fixture
+def data():
+    """32-bit codes made from few distinct bytes so Hamming distances tie a lot."""
+    rng = np.random.default_rng(0)
+    db = rng.choice(np.array([0, 1, 3, 255], np.uint8), size=(600, BITS // 8))
+    ids = rng.permutation(10_000)[:600].astype(np.int64)
+    return db, ids, rng.choice(np.array([0, 1, 7, 255], np.uint8), size=(12, BITS // 8))
+
+
+def reference(db, ids) -> HashIndex:
+    index = HashIndex(BITS)
+    index.add(ids, db)
+    return index
+
+
+def test_exact_search_and_range_equal_hash_index(store, data):
+    db, ids, q = data
+    store.add(ids[:300], db[:300], modality="image")
+    store.add(ids[300:], unpack(db[300:], BITS), modality="image")  # ±1 codes too
+    store.add(ids, db[::-1], modality="text")  # another modality must not leak in
+    want = reference(db, ids)
+    for k in (1, 25, 700):
+        for got, exp in zip(store.search(q, k, modality="image"), want.search(q, k)):
+            np.testing.assert_array_equal(got, exp)
+    for radius in (0, 4, 9):
+        for (gi, gd), (wi, wd) in zip(store.range_search(q, radius, modality="image"), want.range_search(q, radius)):
+            np.testing.assert_array_equal(gi, wi)
+            np.testing.assert_array_equal(gd, wd)
+    assert (store.count("image"), store.count("text"), len(store)) == (600, 600, 1200)
+
+
+def test_delete_and_duplicates(store, data):
+    db, ids, q = data
+    store.add(ids, db, modality="image", metadata=[{"row": i} for i in range(len(ids))])
+    assert store.remove(ids[:100], modality="text") == 0
+    assert store.remove(np.concatenate([ids[:100], [10**9]]), modality="image") == 100
+    got = store.search(q, 50, modality="image")
+    want = reference(db[100:], ids[100:]).search(q, 50)
+    np.testing.assert_array_equal(got[0], want[0])
+    with pytest.raises(ValueError, match=rf"\(image, {ids[150]}\) already exists"):
+        store.add(ids[150:160], db[150:160], modality="image")
+    assert store.count("image") == 500  # the failed batch added nothing
+    (meta,) = store._conn.execute(f"SELECT metadata FROM {store.table} WHERE id = %s", (int(ids[200]),)).fetchone()
+    assert meta == {"row": 200}
+    with pytest.raises(ValueError, match="one entry per code"):
+        store.add([1], db[:1], modality="x", metadata=[])
+
+
+def test_table_bit_length_is_checked(store, pg_server):
+    with pytest.raises(ValueError, match=rf"bit\({BITS}\), not bit\(64\)"):
+        PgVectorStore(pg_server.get_uri(), store.table, bits=64)
+    with pytest.raises(ValueError, match="lower-case SQL identifier"):
+        PgVectorStore(pg_server.get_uri(), "Codes; DROP", bits=BITS)
+
+
+def test_hnsw_search_is_plausible(store):
+    rng = np.random.default_rng(1)
+    db = rng.integers(0, 256, (2000, BITS // 8), dtype=np.uint8)
+    store.add(np.arange(2000), db, modality="image")
+    store.add(np.arange(50), db[:50], modality="text")
+    store.build_hnsw()
+    q = db[:20].copy()
+    q[:, 0] ^= 0b101  # two bits away from stored item i
+    ids, dist = store.search(q, 10, modality="image", exact=False, ef_search=64)
+    true_d = hamming(q, db)
+    assert (ids >= 0).all() and (np.diff(dist, axis=1) >= 0).all()
+    np.testing.assert_array_equal(dist, np.take_along_axis(true_d, ids, axis=1))  # distances are real
+    assert (ids[:, 0] == np.arange(20)).mean() >= 0.9  # the planted neighbour is found first
+    exact_kth = np.sort(true_d, axis=1)[:, 9]
+    assert (dist <= exact_kth[:, None]).mean() >= 0.8  # recall@10, tie-aware
+
+
+def test_data_survive_a_server_restart(pg_server, data):
+    db, ids, q = data
+    with PgVectorStore(pg_server.get_uri(), "t_restart", bits=BITS) as s:
+        s.add(ids, db, modality="image")
+        before = s.search(q, 30, modality="image")
+    pg_server.stop()
+    pg_server.start()
+    with PgVectorStore(pg_server.get_uri(), "t_restart", bits=BITS) as s:
+        after = s.search(q, 30, modality="image")
+        assert s.count("image") == len(ids)
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
