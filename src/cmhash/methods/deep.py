@@ -40,6 +40,8 @@ class DeepHashMethod(HashMethod):
         super().__init__(bits=bits, seed=seed, **config)
         self.net: HashNetwork | None = None
         self.history: list[dict[str, float]] = []
+        # Per-modality input standardisation (mean, std) from the training rows; identity when off.
+        self.input_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -86,6 +88,25 @@ class DeepHashMethod(HashMethod):
             return {"losses": {name: 0.0}}
         raise KeyError(f"{self.name}: {name!r} is neither a component nor a loss term")
 
+    # ---- input standardisation ------------------------------------------------------------------
+    def fit_input_stats(self, train: CrossModalDataset) -> None:
+        """Record per-dimension mean/std of each modality (when ``train.standardize`` is on).
+
+        Hand-crafted features (bag-of-words histograms, LDA topic proportions) have tiny,
+        uneven scales; z-scoring them once here keeps every network's first layer well conditioned.
+        """
+        self.input_stats = {}
+        if self.config["train"]["standardize"]:
+            for modality in ("image", "text"):
+                x = torch.from_numpy(getattr(train, modality)).double()
+                self.input_stats[modality] = (x.mean(0).float(), x.std(0).clamp_min(1e-6).float())
+
+    def standardize(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        if modality not in self.input_stats:
+            return x
+        mean, std = self.input_stats[modality]
+        return (x - mean.to(x.device)) / std.to(x.device)
+
     # ---- HashMethod -----------------------------------------------------------------------------
     def _fit(self, train: CrossModalDataset) -> None:
         from cmhash.train import fit_deep
@@ -99,15 +120,20 @@ class DeepHashMethod(HashMethod):
         out = []
         with torch.no_grad():
             for start in range(0, len(x), 4096):
-                chunk = torch.from_numpy(x[start:start + 4096]).to(device)
+                chunk = self.standardize(modality, torch.from_numpy(x[start:start + 4096]).to(device))
                 out.append(self.net.encode(modality, chunk).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.bits), np.float32)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         assert self.net is not None
-        return dict(self.net.state_dict())
+        state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        for modality, (mean, std) in self.input_stats.items():
+            state[f"input.{modality}.mean"], state[f"input.{modality}.std"] = mean, std
+        return state
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.input_stats = {m: (state[f"input.{m}.mean"], state[f"input.{m}.std"])
+                            for m in ("image", "text") if f"input.{m}.mean" in state}
         self.net = self.build_network()
-        self.net.load_state_dict(state)
+        self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
         self.net.eval()

@@ -127,11 +127,16 @@ def fit_deep(method: "DeepHashMethod", train: CrossModalDataset) -> list[dict[st
     cfg = method.config["train"]
     L.seed_everything(method.seed, workers=True, verbose=False)
     fit_set, val = carve_validation(train, float(cfg["val_fraction"]), method.seed)
+    method.fit_input_stats(fit_set)
+    # The method sees standardised features throughout training (prepare, batches); validation
+    # goes through the public encode path, which standardises raw features the same way.
+    image = method.standardize("image", torch.from_numpy(fit_set.image))
+    text = method.standardize("text", torch.from_numpy(fit_set.text))
     method.net = method.build_network()
-    method.prepare(method.net, fit_set)
+    method.prepare(method.net, CrossModalDataset(image.numpy(), text.numpy(), fit_set.labels, fit_set.ids,
+                                                 name=fit_set.name, source=fit_set.source))
 
-    tensors = TensorDataset(torch.from_numpy(fit_set.image), torch.from_numpy(fit_set.text),
-                            torch.from_numpy(fit_set.labels).float(), torch.arange(len(fit_set)))
+    tensors = TensorDataset(image, text, torch.from_numpy(fit_set.labels).float(), torch.arange(len(fit_set)))
     batch_size = min(int(cfg["batch_size"]), len(fit_set))
     loader = DataLoader(tensors, batch_size=batch_size, shuffle=True, drop_last=len(fit_set) > batch_size,
                         generator=torch.Generator().manual_seed(method.seed))
