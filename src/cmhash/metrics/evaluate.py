@@ -1,0 +1,71 @@
+"""Evaluate a hashing model across modalities: query codes of one modality against database codes
+of another, each item encoded alone (``encode_image`` / ``encode_text``, see methods/base.py).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+import numpy as np
+
+from cmhash.data.dataset import CrossModalDataset
+from cmhash.metrics.ranking import (
+    DEFAULT_KS,
+    DEFAULT_NDCG_KS,
+    DEFAULT_RADIUS,
+    EmptyRule,
+    RankingMetrics,
+    mean_average_precision,
+    ranking_metrics,
+)
+
+# direction -> (query modality, database modality)
+DIRECTIONS: dict[str, tuple[str, str]] = {
+    "i2t": ("image", "text"), "t2i": ("text", "image"), "i2i": ("image", "image"), "t2t": ("text", "text"),
+}
+
+
+class Encoder(Protocol):
+    """What evaluation needs from a model: per-modality encoders to ±1 codes."""
+
+    def encode_image(self, x: np.ndarray) -> np.ndarray: ...
+
+    def encode_text(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def evaluate_model(model: Encoder, query: CrossModalDataset, database: CrossModalDataset,
+                   directions: Iterable[str] = ("i2t", "t2i"), topk: int | None = None,
+                   empty: EmptyRule = "skip", chunk_size: int | None = None) -> dict[str, float]:
+    """direction -> mAP over the whole ranking (``topk=None``) or mAP@topk."""
+    return {d: mean_average_precision(q, db, query.labels, database.labels, topk=topk, empty=empty,
+                                      chunk_size=chunk_size)
+            for d, (q, db) in _direction_codes(model, query, database, directions).items()}
+
+
+def evaluate_model_metrics(model: Encoder, query: CrossModalDataset, database: CrossModalDataset,
+                           directions: Iterable[str] = ("i2t", "t2i"), ks: Iterable[int] = DEFAULT_KS,
+                           ndcg_ks: Iterable[int] = DEFAULT_NDCG_KS, empty: EmptyRule = "skip",
+                           radius: int = DEFAULT_RADIUS, chunk_size: int | None = None) -> dict[str, RankingMetrics]:
+    """direction -> every metric (mAP, mAP@K, P@K, R@K, NDCG@K, PR curve, P@r<=radius)."""
+    ks, ndcg_ks = tuple(ks), tuple(ndcg_ks)
+    return {d: ranking_metrics(q, db, query.labels, database.labels, ks=ks, ndcg_ks=ndcg_ks, empty=empty,
+                               radius=radius, chunk_size=chunk_size)
+            for d, (q, db) in _direction_codes(model, query, database, directions).items()}
+
+
+def _direction_codes(model: Encoder, query: CrossModalDataset, database: CrossModalDataset,
+                     directions: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(query codes, database codes) per direction, encoding each (split, modality) once."""
+    directions = tuple(directions)
+    unknown = [d for d in directions if d not in DIRECTIONS]
+    if unknown or not directions:
+        raise ValueError(f"directions must be a non-empty subset of {sorted(DIRECTIONS)}, got {list(directions)}")
+    cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def codes(split: str, data: CrossModalDataset, modality: str) -> np.ndarray:
+        if (split, modality) not in cache:
+            cache[split, modality] = getattr(model, f"encode_{modality}")(getattr(data, modality))
+        return cache[split, modality]
+
+    return {d: (codes("query", query, DIRECTIONS[d][0]), codes("database", database, DIRECTIONS[d][1]))
+            for d in directions}
