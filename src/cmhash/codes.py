@@ -40,26 +40,54 @@ def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     return (b.astype(np.int8) * 2 - 1)
 
 
-def _words(packed: np.ndarray) -> np.ndarray:
-    """Packed bytes viewed as uint64 words (zero-padded), so XOR+popcount works 8 bytes at a time."""
+def packed_words(packed: np.ndarray) -> np.ndarray:
+    """Packed bytes (n, nbytes) viewed as (n, ceil(nbytes / 8)) uint64 words, zero-padded.
+
+    The padding bits are 0 on both sides of every pair, so XOR and AND leave them out of a count.
+    """
     n, nbytes = packed.shape
-    width = -(-nbytes // 8) * 8
-    if width != nbytes:
-        padded = np.zeros((n, width), dtype=np.uint8)
-        padded[:, :nbytes] = packed
-        packed = padded
-    return np.ascontiguousarray(packed).view(np.uint64)
+    padded = np.zeros((n, max(1, -(-nbytes // 8)) * 8), dtype=np.uint8)
+    padded[:, :nbytes] = packed
+    return padded.view(np.uint64)
+
+
+def bit_words(bits: np.ndarray) -> np.ndarray:
+    """(n, m) matrix of 0/1 (or booleans, e.g. ``codes > 0`` or multi-hot labels) to uint64 words."""
+    return packed_words(np.packbits(np.asarray(bits, dtype=bool), axis=1))
+
+
+def count_dtype(max_count: int) -> np.dtype:
+    """Smallest unsigned integer type holding counts 0..max_count."""
+    return np.dtype(np.min_scalar_type(max_count)) if max_count > 0 else np.dtype(np.uint8)
+
+
+def pairwise_popcount(a_words: np.ndarray, b_words: np.ndarray, op: np.ufunc, max_count: int) -> np.ndarray:
+    """``popcount(op(a_i, b_j))`` for every pair (i, j): an (len(a), len(b)) matrix of counts.
+
+    ``op`` is ``np.bitwise_xor`` (Hamming distance) or ``np.bitwise_and`` (shared labels);
+    ``max_count`` (the number of bits) picks the smallest output type, so a chunk of pairs costs a
+    few bytes each and a stable sort of the counts is numpy's linear-time radix sort.
+    """
+    if a_words.shape[1] != b_words.shape[1]:
+        raise ValueError(f"word counts differ: {a_words.shape[1]} vs {b_words.shape[1]}")
+    shape = (len(a_words), len(b_words))
+    counts = np.empty(shape, dtype=count_dtype(max_count))
+    word = np.empty(shape, dtype=np.uint64)
+    for w in range(a_words.shape[1]):
+        op(a_words[:, w, None], b_words[None, :, w], out=word)
+        if w == 0:
+            np.bitwise_count(word, out=counts)
+        else:
+            counts += np.bitwise_count(word)
+    return counts
 
 
 def hamming(query_packed: np.ndarray, db_packed: np.ndarray) -> np.ndarray:
-    """All-pairs Hamming distances (Q, N) as int32 between packed code sets."""
-    q, d = _words(np.asarray(query_packed, np.uint8)), _words(np.asarray(db_packed, np.uint8))
+    """All-pairs Hamming distances (Q, N) between packed code sets (smallest unsigned dtype)."""
+    q, d = np.asarray(query_packed, np.uint8), np.asarray(db_packed, np.uint8)
     if q.shape[1] != d.shape[1]:
-        raise ValueError(f"code lengths differ: {query_packed.shape[1]} vs {db_packed.shape[1]} bytes")
-    out = np.zeros((len(q), len(d)), dtype=np.int32)
-    for w in range(q.shape[1]):
-        out += np.bitwise_count(q[:, w, None] ^ d[None, :, w])
-    return out
+        raise ValueError(f"code lengths differ: {q.shape[1]} vs {d.shape[1]} bytes")
+    return pairwise_popcount(packed_words(q), packed_words(d), np.bitwise_xor, max_count=8 * q.shape[1])
 
 
 def hamming_from_codes(query_codes: np.ndarray, db_codes: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-from cmhash.metrics.pairwise import bit_words, pairwise_popcount
+from cmhash.codes import bit_words, pairwise_popcount
 
 EmptyRule = Literal["skip", "zero"]
 EMPTY_RULES: tuple[str, ...] = ("skip", "zero")
