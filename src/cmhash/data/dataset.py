@@ -30,6 +30,8 @@ class CrossModalDataset:
     ``image``: (N, Di) float32, ``text``: (N, Dt) float32, ``labels``: (N, C) uint8 in {0, 1},
     ``ids``: (N,) int64 item ids, ``splits``: name -> int64 row indices into the arrays.
     ``source`` names where the data came from, so errors can point at it.
+    ``notes`` records what a loader changed on the way in (e.g. unlabeled items it dropped), so
+    the CLI and reports can show it; it travels with :meth:`subset` and :meth:`with_splits`.
     """
 
     image: np.ndarray
@@ -39,6 +41,7 @@ class CrossModalDataset:
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = "dataset"
     source: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.image = _features(self.image, "image", self.source)
@@ -87,7 +90,7 @@ class CrossModalDataset:
         """Rows ``index`` as a new dataset without splits."""
         index = np.asarray(index, dtype=np.int64)
         return CrossModalDataset(self.image[index], self.text[index], self.labels[index], self.ids[index],
-                                 name=name or self.name, source=self.source)
+                                 name=name or self.name, source=self.source, notes=list(self.notes))
 
     def split(self, name: str) -> "CrossModalDataset":
         """The named split as its own dataset (``train``, ``query``, ``database``, ...)."""
@@ -98,7 +101,7 @@ class CrossModalDataset:
     def with_splits(self, **splits: np.ndarray) -> "CrossModalDataset":
         """The same arrays with a new set of splits."""
         return CrossModalDataset(self.image, self.text, self.labels, self.ids, splits=splits,
-                                 name=self.name, source=self.source)
+                                 name=self.name, source=self.source, notes=list(self.notes))
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
