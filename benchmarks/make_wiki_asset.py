@@ -13,13 +13,16 @@ from cmhash.data import load_dataset, save_dataset
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAT = ROOT.parent / "shared" / "data" / "wiki" / "wiki.mat"
 ASSET = ROOT / "src" / "cmhash" / "data" / "assets" / "wiki.npz"
+# The ten Wikipedia categories in label-column order (Rasiwasia et al., 2010).
+CATEGORIES = ("art & architecture", "biology", "geography & places", "history", "literature & theatre",
+              "media", "music", "royalty & nobility", "sport & recreation", "warfare")
 
 
 def main(mat: Path = DEFAULT_MAT) -> None:
     dataset = load_dataset(mat, format="wiki")
     dataset.name = "wiki"
+    dataset.label_names = CATEGORIES
     save_dataset(dataset, ASSET)
-    ASSET.chmod(0o644)  # package data must be world-readable; atomic writes create 0600 files
     print(f"{dataset.describe()} -> {ASSET} ({ASSET.stat().st_size:,} bytes)")
 
 

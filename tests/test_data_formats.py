@@ -332,3 +332,16 @@ def test_missing_path_and_unknown_format(tmp_path):
         load_dataset(tmp_path / "x.txt", format="csv")
     with pytest.raises(DataError, match="cannot tell the format"):
         load_dataset(tmp_path / "x.txt")
+
+
+def test_label_names_round_trip_in_both_native_formats(tmp_path):
+    from cmhash.data import load_native
+
+    ds = CrossModalDataset(np.ones((3, 2)), np.ones((3, 4)), np.eye(3, dtype=np.uint8), label_names=["a", "b", "ç"])
+    for suffix in (".npz", ".h5"):
+        save_dataset(ds, tmp_path / f"d{suffix}")
+        back = load_native(tmp_path / f"d{suffix}")
+        assert back.label_names == ("a", "b", "ç")
+        assert back.subset([0]).label_names == ("a", "b", "ç")
+    with pytest.raises(DataError, match="label_names"):
+        CrossModalDataset(np.ones((3, 2)), np.ones((3, 4)), np.eye(3, dtype=np.uint8), label_names=["a"])

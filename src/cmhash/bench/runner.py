@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cmhash.data.dataset import CrossModalDataset
+from cmhash.metrics import RankingMetrics
 from cmhash.methods import get_method
 from cmhash.methods.deep import DeepHashMethod
 from cmhash.methods.registry import FOUNDING, available_methods
@@ -42,7 +43,7 @@ class RunResult:
     train_seconds: float
     epochs: int | None
     seconds_per_epoch: float | None
-    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
+    metrics: dict[str, "RankingMetrics"] = field(default_factory=dict, repr=False)  # per direction, for plots
 
     @property
     def mean(self) -> float:
@@ -129,34 +130,37 @@ def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, topk: int | None = None,
-            curves: bool = False) -> RunResult:
+            keep_metrics: bool = False) -> RunResult:
     """Fit one variant on the train split and evaluate query vs database both ways."""
-    from cmhash.metrics import evaluate_model, retrieval_curves
+    from cmhash.metrics.evaluate import evaluate_model_metrics
+    from cmhash.metrics.ranking import DEFAULT_KS
 
     model = get_method(variant.method)(bits=bits, seed=seed, **variant.overrides)
     start = time.perf_counter()
     model.fit(dataset.with_splits(train=dataset.splits["train"]))
     seconds = time.perf_counter() - start
     query, database = dataset.split("query"), dataset.split("database")
-    scores = evaluate_model(model, query, database, directions=("i2t", "t2i"), topk=topk)
+    ks = sorted({k for k in DEFAULT_KS if k <= len(database)} | ({topk} if topk else set()))
+    metrics = evaluate_model_metrics(model, query, database, directions=("i2t", "t2i"), ks=ks, ndcg_ks=())
+    scores = {d: m.map if topk is None else m.map_at[topk] for d, m in metrics.items()}
     epochs = len(model.history) if isinstance(model, DeepHashMethod) else None
     return RunResult(
         dataset=dataset.name, variant=variant.label, method=variant.method, bits=bits, seed=seed,
         i2t=float(scores["i2t"]), t2i=float(scores["t2i"]), train_seconds=seconds, epochs=epochs,
         seconds_per_epoch=seconds / epochs if epochs else None,
-        curves=retrieval_curves(model, query, database) if curves else {},
+        metrics=metrics if keep_metrics else {},
     )
 
 
 def run_grid(datasets: list[CrossModalDataset], variants: list[Variant], bits: list[int], seeds: list[int],
              topk: int | None = None, on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Every combination; curves (for the plots) are kept for the first seed only."""
+    """Every combination; full metrics (for the plots) are kept for the first seed only."""
     results = []
     for ds in datasets:
         for variant in variants:
             for b in bits:
                 for s in seeds:
-                    r = run_one(ds, variant, b, s, topk=topk, curves=s == seeds[0])
+                    r = run_one(ds, variant, b, s, topk=topk, keep_metrics=s == seeds[0])
                     results.append(r)
                     if on_result:
                         on_result(r)

@@ -8,9 +8,11 @@ from typing import Any
 import yaml
 
 
-def add_dataset_args(p: argparse.ArgumentParser, default: str | None = "wiki") -> None:
-    p.add_argument("--dataset", default=default, required=default is None,
-                   help="wiki | synthetic[:key=value,...] | path to a dataset file or directory (default: %(default)s)")
+def add_dataset_args(p: argparse.ArgumentParser, default: str | None = "wiki", many: bool = False) -> None:
+    p.add_argument("--dataset", default=[default] if many else default, required=default is None,
+                   nargs="+" if many else None,
+                   help="wiki | synthetic[:key=value,...] | path to a dataset file or directory"
+                        + (" (several allowed)" if many else "") + " (default: %(default)s)")
     p.add_argument("--protocol", help="split preset for a file without splits (e.g. mirflickr25k, nuswide21, mscoco, "
                                       "iapr, custom:query=Q,train=T)")
     p.add_argument("--format", help="dataset file format when not detected (dcmh, dchmt, pickle, native, wiki)")
@@ -18,11 +20,19 @@ def add_dataset_args(p: argparse.ArgumentParser, default: str | None = "wiki") -
     p.add_argument("--data-seed", type=int, default=0, help="seed of the protocol split / synthetic data")
 
 
-def open_from_args(args: argparse.Namespace):
+def open_from_args(args: argparse.Namespace, spec: str | None = None):
+    """The dataset named by ``--dataset`` (or ``spec``, one of several) with the shared options."""
     from cmhash.data.sources import open_dataset
 
-    return open_dataset(args.dataset, protocol=args.protocol, seed=args.data_seed, format=args.format,
+    return open_dataset(spec or args.dataset, protocol=args.protocol, seed=args.data_seed, format=args.format,
                         drop_unlabeled=args.drop_unlabeled)
+
+
+def describe_protocol(ds) -> str:
+    """One line on the split sizes, for table captions."""
+    s = {k: len(v) for k, v in ds.splits.items()}
+    return (f"{len(ds):,} pairs, {ds.num_labels} labels, image {ds.dims[0]}-d / text {ds.dims[1]}-d; "
+            f"query {s.get('query', 0):,}, database {s.get('database', 0):,}, train {s.get('train', 0):,}.")
 
 
 def add_set_arg(p: argparse.ArgumentParser) -> None:

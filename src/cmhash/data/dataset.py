@@ -30,6 +30,7 @@ class CrossModalDataset:
     ``image``: (N, Di) float32, ``text``: (N, Dt) float32, ``labels``: (N, C) uint8 in {0, 1},
     ``ids``: (N,) int64 item ids, ``splits``: name -> int64 row indices into the arrays.
     ``source`` names where the data came from, so errors can point at it.
+    ``label_names``: optional (C,) class names, used when results are shown to people.
     ``notes`` records what a loader changed on the way in (e.g. unlabeled items it dropped), so
     the CLI and reports can show it; it travels with :meth:`subset` and :meth:`with_splits`.
     """
@@ -42,6 +43,7 @@ class CrossModalDataset:
     name: str = "dataset"
     source: str | None = None
     notes: list[str] = field(default_factory=list)
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.image = _features(self.image, "image", self.source)
@@ -64,6 +66,11 @@ class CrossModalDataset:
         if len(np.unique(self.ids)) != n:
             raise DataError("ids are not unique", source=self.source, field="ids")
         self.splits = {k: self._split_index(k, v) for k, v in self.splits.items()}
+        if self.label_names is not None:
+            self.label_names = tuple(str(x) for x in self.label_names)
+            if len(self.label_names) != self.labels.shape[1]:
+                raise DataError(f"{len(self.label_names)} label names for {self.labels.shape[1]} label columns",
+                                source=self.source, field="label_names")
 
     def _split_index(self, name: str, idx: Iterable[int]) -> np.ndarray:
         idx = np.asarray(idx)
@@ -81,6 +88,10 @@ class CrossModalDataset:
     def num_labels(self) -> int:
         return self.labels.shape[1]
 
+    def label_name(self, column: int) -> str:
+        """Display name of a label column (``label <i>`` when the dataset has no names)."""
+        return self.label_names[column] if self.label_names else f"label {column}"
+
     @property
     def dims(self) -> tuple[int, int]:
         """(image feature dim, text feature dim)."""
@@ -90,7 +101,8 @@ class CrossModalDataset:
         """Rows ``index`` as a new dataset without splits."""
         index = np.asarray(index, dtype=np.int64)
         return CrossModalDataset(self.image[index], self.text[index], self.labels[index], self.ids[index],
-                                 name=name or self.name, source=self.source, notes=list(self.notes))
+                                 name=name or self.name, source=self.source, notes=list(self.notes),
+                                 label_names=self.label_names)
 
     def split(self, name: str) -> "CrossModalDataset":
         """The named split as its own dataset (``train``, ``query``, ``database``, ...)."""
@@ -101,7 +113,8 @@ class CrossModalDataset:
     def with_splits(self, **splits: np.ndarray) -> "CrossModalDataset":
         """The same arrays with a new set of splits."""
         return CrossModalDataset(self.image, self.text, self.labels, self.ids, splits=splits,
-                                 name=self.name, source=self.source, notes=list(self.notes))
+                                 name=self.name, source=self.source, notes=list(self.notes),
+                                 label_names=self.label_names)
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())

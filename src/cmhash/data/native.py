@@ -1,6 +1,7 @@
 """cmhash's own dataset files: ``.npz`` and ``.h5`` with named arrays (schema in docs/data-formats.md).
 
 Arrays: ``image`` (N, Di), ``text`` (N, Dt), ``labels`` (N, C) 0/1, optional ``ids`` (N,) int64,
+optional ``label_names`` (C,) strings,
 and one int64 index array per split named ``split_<name>`` (``.npz``) or ``splits/<name>`` (``.h5``).
 """
 
@@ -23,6 +24,8 @@ def save_dataset(dataset: CrossModalDataset, path: str | os.PathLike) -> None:
     """Write ``dataset`` to ``.npz`` (compressed) or ``.h5``/``.hdf5``, chosen by suffix, atomically."""
     path = Path(path)
     arrays = {"image": dataset.image, "text": dataset.text, "labels": dataset.labels, "ids": dataset.ids}
+    if dataset.label_names is not None:
+        arrays["label_names"] = np.array(dataset.label_names, dtype=str if path.suffix == ".npz" else object)
     with atomic_path(path) as tmp:
         if path.suffix == ".npz":
             splits = {f"split_{k}": v for k, v in dataset.splits.items()}
@@ -31,7 +34,10 @@ def save_dataset(dataset: CrossModalDataset, path: str | os.PathLike) -> None:
         elif path.suffix in (".h5", ".hdf5"):
             with h5py.File(tmp, "w") as f:
                 for k, v in arrays.items():
-                    f.create_dataset(k, data=v, compression="gzip")
+                    if k == "label_names":
+                        f.create_dataset(k, data=v, dtype=h5py.string_dtype())
+                    else:
+                        f.create_dataset(k, data=v, compression="gzip")
                 grp = f.create_group("splits")
                 for k, v in dataset.splits.items():
                     grp.create_dataset(k, data=v)
@@ -62,5 +68,8 @@ def load_native(path: str | os.PathLike) -> CrossModalDataset:
     for key in REQUIRED:
         if key not in arrays:
             raise DataError(f"missing variable (has {sorted(arrays)})", source=src, field=key)
+    names = arrays.get("label_names")
+    if names is not None:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     return CrossModalDataset(arrays["image"], arrays["text"], arrays["labels"], arrays.get("ids"),
-                             splits=splits, name=name, source=src)
+                             splits=splits, name=name, source=src, label_names=names)
