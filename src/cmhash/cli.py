@@ -13,7 +13,6 @@ import sys
 
 import cmhash.commands
 from cmhash import __version__
-from cmhash.data.dataset import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # DataError is a ValueError
         print(f"cmhash {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -76,10 +76,13 @@ class EncodeSummary:
 
 
 def output_paths(out: str | os.PathLike) -> dict[str, Path]:
-    """Where a run writes: the dataset, the row report, the label names, and the resumable work directory."""
+    """Where a run writes: the dataset, the row report, the label names, the encoder record (which
+    checkpoint made the features, so search can refuse queries from another encoder), and the
+    resumable work directory."""
     out = Path(out)
     return {"dataset": out, "report": out.with_name(out.name + ".report.csv"),
-            "labels": out.with_name(out.name + ".labels.json"), "work": out.with_name(out.name + ".work")}
+            "labels": out.with_name(out.name + ".labels.json"), "encoder": out.with_name(out.name + ".encoder.json"),
+            "work": out.with_name(out.name + ".work")}
 
 
 def encode_manifest(manifest: Manifest | str | os.PathLike, images_dir: str | os.PathLike, out: str | os.PathLike,
@@ -189,6 +192,9 @@ def _finish(manifest: Manifest, chunks: list[dict[str, np.ndarray]], paths: dict
     if manifest.label_names is not None:
         labels_path = paths["labels"]
         atomic_write_text(labels_path, json.dumps(manifest.label_names, indent=0, ensure_ascii=False) + "\n")
+    record = {"fingerprint": encoder.fingerprint, "checkpoint": str(encoder.checkpoint_dir),
+              "image_dim": encoder.image_dim, "text_dim": encoder.text_dim}
+    atomic_write_text(paths["encoder"], json.dumps(record, indent=1) + "\n")
     save_dataset(dataset, paths["dataset"])
     shutil.rmtree(paths["work"])
     return EncodeSummary(dataset, paths["dataset"], paths["report"], labels_path, len(manifest), issues,

@@ -132,6 +132,17 @@ class PgVectorStore:
             pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
             yield pairs[:, 0], pairs[:, 1].astype(np.int32)
 
+    def get_metadata(self, ids: np.ndarray, *, modality: str = DEFAULT_MODALITY) -> list[dict[str, Any] | None]:
+        """The metadata stored with each id (None where none was stored); an absent id is a KeyError."""
+        ids = int_ids(ids)
+        rows = self._conn.execute(self._sql("SELECT id, metadata FROM {table} WHERE modality = %s AND id = ANY(%s)"),
+                                  (modality, ids.tolist())).fetchall()
+        found = dict(rows)
+        missing = [i for i in ids.tolist() if i not in found]
+        if missing:
+            raise KeyError(f"table {self.table!r} has no ({modality}, {missing[0]}) ({len(missing)} ids missing)")
+        return [found[i] for i in ids.tolist()]
+
     def build_hnsw(self, m: int = 16, ef_construction: int = 64) -> None:
         """Create the HNSW index over the codes (pgvector defaults m=16, ef_construction=64).
 

@@ -1,0 +1,87 @@
+"""What a search hit shows besides its id: labels, caption and image path of each indexed item.
+
+Index stores keep ids and codes only, so per-item metadata is built here once for both stores:
+HashIndex files get a JSON Lines sidecar (one line per index entry, written atomically, its
+SHA-256 kept in the index header so a sidecar from another build is detected); PgVectorStore
+keeps the same dict in each row's ``metadata`` column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmhash.data.dataset import CrossModalDataset, DataError
+from cmhash.io import atomic_path
+
+
+def label_names_for(dataset_spec: str, num_labels: int) -> list[str] | None:
+    """The label names ``cmhash encode`` wrote beside a dataset file, if any."""
+    from cmhash.encoders import output_paths
+
+    if not Path(dataset_spec).is_file():
+        return None
+    sidecar = output_paths(dataset_spec)["labels"]
+    if not sidecar.exists():
+        return None
+    names = json.loads(sidecar.read_text())
+    if not isinstance(names, list) or len(names) != num_labels:
+        raise DataError(f"holds {len(names) if isinstance(names, list) else 'no list of'} label names but the "
+                        f"dataset has {num_labels} label columns", source=str(sidecar))
+    return names
+
+
+def item_records(dataset: CrossModalDataset, rows: np.ndarray, label_names: list[str] | None = None,
+                 manifest: Any = None) -> list[dict[str, Any]]:
+    """One dict per row: ``id``, ``labels`` (names, else column numbers), and ``text``/``image`` from a manifest.
+
+    ``manifest`` (a :class:`cmhash.encoders.Manifest`) must list every id of those rows.
+    """
+    ids = dataset.ids[rows]
+    records = []
+    for item_id, label_row in zip(ids.tolist(), dataset.labels[rows]):
+        columns = np.flatnonzero(label_row).tolist()
+        records.append({"id": item_id, "labels": [label_names[c] for c in columns] if label_names else columns})
+    if manifest is not None:
+        where = {i: r for r, i in enumerate(manifest.ids.tolist())}
+        missing = [i for i in ids.tolist() if i not in where]
+        if missing:
+            raise DataError(f"manifest has no row for item id {missing[0]} ({len(missing)} dataset ids missing): "
+                            "is it the manifest this dataset was encoded from?", source=manifest.source, field="id")
+        for record in records:
+            row = where[record["id"]]
+            record.update(text=manifest.texts[row], image=manifest.images[row])
+    return records
+
+
+def items_path(index_path: str | os.PathLike) -> Path:
+    index_path = Path(index_path)
+    return index_path.with_name(index_path.name + ".items.jsonl")
+
+
+def write_items(index_path: str | os.PathLike, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the sidecar of ``index_path`` atomically; returns the record the index header keeps."""
+    path = items_path(index_path)
+    data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "count": len(entries)}
+
+
+def read_items(index_path: str | os.PathLike, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sidecar's entries, after checking it is the one the index header names."""
+    path = Path(index_path).with_name(record["file"])
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("item metadata sidecar is missing (copy it with the index, or rebuild)",
+                        source=str(path)) from None
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise DataError(f"item metadata does not belong to index {Path(index_path).name} (SHA-256 differs from "
+                        "the one recorded at build time): rebuild the index", source=str(path))
+    return [json.loads(line) for line in data.decode().splitlines()]
