@@ -135,7 +135,11 @@ def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, 
     from cmhash.metrics.evaluate import evaluate_model_metrics
     from cmhash.metrics.ranking import DEFAULT_KS
 
-    model = get_method(variant.method)(bits=bits, seed=seed, **variant.overrides)
+    cls = get_method(variant.method)
+    overrides = variant.overrides
+    if issubclass(cls, DeepHashMethod):  # the bench prints one line per run instead of progress bars
+        overrides = _merged({"train": {"progress": False}}, overrides)
+    model = cls(bits=bits, seed=seed, **overrides)
     start = time.perf_counter()
     model.fit(dataset.with_splits(train=dataset.splits["train"]))
     seconds = time.perf_counter() - start
