@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     meta = bench_meta(sys.argv[1:], wall)
     paths = write_outputs(results, args.out, meta, args.topk, notes)
-    console.print(paths["markdown"].read_text())
+    print(paths["markdown"].read_text())  # plain: Markdown must not be re-wrapped to the terminal width
     console.print(f"total wall time: {wall:.1f} s ({wall / 60:.1f} min); outputs in {args.out}")
     if args.docs:
         update_doc_section(args.docs, args.docs_section, paths["markdown"].read_text(),

@@ -1,0 +1,247 @@
+"""SDEH: the MMD loss against a slow reference, the blocks' per-item independence, each loss term's
+values and gradients, save/load, and short training runs on tiny data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cmhash.data import CrossModalDataset
+from cmhash.methods import HashMethod, get_method, losses
+from cmhash.methods.sdeh import SDEH, FeatureSubnetwork, SemanticDecomposition, code_consistency, multilevel_similarity
+
+FAST = {"hidden": 32, "feature_dim": 16, "tokens": 4, "token_width": 8, "heads": 2, "label_hidden": 16}
+TERMS = ("multilevel_similarity", "cross_modal_consistency", "label_prediction", "distribution_consistency",
+         "quantization")
+
+
+def tiny_data(n: int = 60, dims: tuple[int, int] = (128, 10), classes: int = 5, seed: int = 0,
+              single_label: bool = False) -> CrossModalDataset:
+    rng = np.random.default_rng(seed)
+    if single_label:
+        labels = np.eye(classes, dtype=np.uint8)[rng.integers(0, classes, n)]
+    else:
+        labels = (rng.random((n, classes)) < 0.4).astype(np.uint8)
+        labels[np.arange(n), rng.integers(0, classes, n)] = 1
+    img = labels @ rng.normal(size=(classes, dims[0])) + 0.1 * rng.normal(size=(n, dims[0]))
+    txt = labels @ rng.normal(size=(classes, dims[1])) + 0.1 * rng.normal(size=(n, dims[1]))
+    return CrossModalDataset(img, txt, labels, splits={"train": np.arange(n)})
+
+
+def method(bits: int = 16, **overrides) -> SDEH:
+    m = SDEH(bits=bits, seed=0, **{**FAST, **overrides})
+    m.dims, m.num_labels = (128, 10), 5
+    return m
+
+
+def batch(n: int = 12, seed: int = 1, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = labels if labels is not None else (torch.rand(n, 5, generator=g) < 0.4).float()
+    return {"image": torch.randn(n, 128, generator=g), "text": torch.randn(n, 10, generator=g),
+            "labels": y, "index": torch.arange(n)}
+
+
+# ---- gaussian_mmd (shared loss) -------------------------------------------------------------------
+
+def slow_mmd(a: np.ndarray, b: np.ndarray, scales: tuple[float, ...]) -> float:
+    x = np.concatenate([a, b])
+    d2 = np.array([[np.sum((p - q) ** 2) for q in x] for p in x])
+    m = d2.mean()
+
+    def k(p: np.ndarray, q: np.ndarray) -> float:
+        return sum(math.exp(-np.sum((p - q) ** 2) / (s * m)) for s in scales)
+
+    kaa = np.mean([[k(p, q) for q in a] for p in a])
+    kbb = np.mean([[k(p, q) for q in b] for p in b])
+    kab = np.mean([[k(p, q) for q in b] for p in a])
+    return kaa + kbb - 2 * kab
+
+
+def test_mmd_matches_slow_reference() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 3)), rng.normal(size=(7, 3)) + 1.0
+    got = losses.gaussian_mmd(torch.tensor(a), torch.tensor(b), (0.5, 2.0)).item()
+    assert got == pytest.approx(slow_mmd(a, b, (0.5, 2.0)), rel=1e-9, abs=1e-12)
+
+
+def test_mmd_hand_value_and_invariants() -> None:
+    # two single points at squared distance 1: pooled mean d2 = 2 * 1 / 4 = 0.5; one scale s = 1
+    a, b = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
+    assert losses.gaussian_mmd(a, b, (1.0,)).item() == pytest.approx(2 - 2 * math.exp(-2.0))
+    x = torch.randn(8, 4)
+    assert losses.gaussian_mmd(x, x[torch.randperm(8)]).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.gaussian_mmd(x, x + 3).item() > 0.1
+    # scale-free: shrinking both batches does not lower it
+    y = torch.randn(8, 4) + 1
+    assert losses.gaussian_mmd(x, y).item() == pytest.approx(losses.gaussian_mmd(x / 100, y / 100).item(), rel=1e-4)
+
+
+def test_mmd_gradients_finite_for_identical_points() -> None:
+    a = torch.ones(4, 3, requires_grad=True)
+    b = torch.ones(4, 3, requires_grad=True)
+    out = losses.gaussian_mmd(a, b)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    a2 = torch.randn(6, 3, requires_grad=True)
+    losses.gaussian_mmd(a2, torch.randn(5, 3) + 2).backward()
+    assert a2.grad.abs().sum() > 0
+
+
+# ---- blocks --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("local,global_view", [(True, True), (True, False), (False, True)])
+def test_feature_subnetwork_shapes_and_per_item(local: bool, global_view: bool) -> None:
+    torch.manual_seed(0)
+    net = FeatureSubnetwork(128, 16, 32, 4, 8, 1, 2, 0.1, local, global_view).eval()
+    x = torch.randn(6, 128)
+    out = net(x)
+    assert out.shape == (6, 16)
+    alone = torch.cat([net(x[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(out, alone, atol=1e-5, rtol=1e-5)
+    other = torch.cat([x[:1], torch.randn(5, 128)])
+    torch.testing.assert_close(net(other)[0], out[0], atol=1e-5, rtol=1e-5)
+
+
+def test_feature_subnetwork_needs_a_view() -> None:
+    with pytest.raises(ValueError, match="cannot both be off"):
+        FeatureSubnetwork(128, 16, 32, 4, 8, 1, 2, 0.1, False, False)
+
+
+def test_semantic_decomposition_attends_per_item_over_classes() -> None:
+    torch.manual_seed(0)
+    dec = SemanticDecomposition(num_labels=5, dim=16)
+    f = torch.randn(7, 16)
+    a = dec.attention(f)
+    assert a.shape == (7, 5)
+    torch.testing.assert_close(a.sum(dim=1), torch.ones(7))
+    out = dec(f)
+    assert out.shape == (7, 16)
+    # by hand: LayerNorm(f + softmax(q(f) k(E)^T / sqrt(d)) v(E)) for item 3 alone
+    q, k, v = dec.query(f[3]), dec.key(dec.classes), dec.value(dec.classes)
+    ref = dec.norm(f[3] + torch.softmax(k @ q / 4.0, dim=0) @ v)
+    torch.testing.assert_close(out[3], ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dec(f[3:4])[0], out[3], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [16, 128])
+def test_codes_do_not_depend_on_the_batch(bits: int) -> None:
+    torch.manual_seed(0)
+    net = method(bits).build_network().eval()
+    x = torch.randn(5, 128)
+    with torch.no_grad():
+        codes = net.encode("image", x)
+        alone = torch.cat([net.encode("image", x[i:i + 1]) for i in range(5)])
+        swapped = net.encode("image", torch.cat([x[:2], torch.randn(3, 128)]))
+    assert codes.shape == (5, bits) and codes.abs().max() < 1
+    torch.testing.assert_close(codes, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(swapped[:2], codes[:2], atol=1e-5, rtol=1e-5)
+
+
+def test_components_switch_parts_off() -> None:
+    net = method(components={"semantic_decomposition": False, "label_teacher": False,
+                             "local_attention": False}).build_network()
+    assert net.decomposition is None and net.label_net is None
+    assert net.branches["image"].local is None and net.branches["image"].global_view is not None
+    with pytest.raises(RuntimeError, match="teacher"):
+        net.parts("labels", torch.zeros(2, 5))
+
+
+# ---- loss terms -----------------------------------------------------------------------------------
+
+def test_every_term_present_finite_and_gradients_reach_the_encoders() -> None:
+    torch.manual_seed(0)
+    m = method()
+    net = m.build_network()
+    terms = m.loss_terms(net, batch())
+    assert set(terms) == set(TERMS)
+    for name, value in terms.items():
+        assert value.ndim == 0 and torch.isfinite(value), name
+        net.zero_grad()
+        value.backward(retain_graph=True)
+        grad = sum(p.grad.abs().sum() for p in net.branches["image"].parameters() if p.grad is not None)
+        assert grad > 0, f"{name} does not reach the image subnetwork"
+
+
+def test_disabled_terms_are_not_computed() -> None:
+    m = method(losses={"distribution_consistency": 0.0, "label_prediction": 0.0})
+    terms = m.loss_terms(m.build_network(), batch())
+    assert set(terms) == set(TERMS) - {"distribution_consistency", "label_prediction"}
+
+
+def test_consistency_hand_values() -> None:
+    image, text, teacher = torch.zeros(2, 4), torch.ones(2, 4), torch.full((2, 4), 0.5)
+    # without teacher: mean (0 - 1)^2 = 1; with: mean of 1, 0.25, 0.25
+    assert code_consistency(image, text, None).item() == pytest.approx(1.0)
+    assert code_consistency(image, text, teacher).item() == pytest.approx(1.5 / 3)
+    image.requires_grad_(True)
+    teacher.requires_grad_(True)
+    code_consistency(image, text, teacher).backward()
+    assert image.grad is not None and teacher.grad is None  # the teacher learns from the labels only
+
+
+def test_multilevel_similarity_hand_values() -> None:
+    y = torch.tensor([[1.0, 0, 0], [1, 1, 0], [0, 0, 1]])
+    # zero codes: theta = 0 everywhere, loss = log 2 whatever the labels
+    assert multilevel_similarity(torch.zeros(3, 4), y).item() == pytest.approx(math.log(2))
+    # slow reference: -mean(s log sigma(theta) + (1 - s) log(1 - sigma(theta))), theta = <h_i, h_j> / 2
+    h = torch.tensor([[0.9, -0.5], [0.3, 0.8], [-0.7, -0.2]])
+    s = [[1, 1 / math.sqrt(2), 0], [1 / math.sqrt(2), 1, 0], [0, 0, 1]]
+    ref = 0.0
+    for i in range(3):
+        for j in range(3):
+            theta = float(h[i] @ h[j]) / 2
+            p = 1 / (1 + math.exp(-theta))
+            ref -= s[i][j] * math.log(p) + (1 - s[i][j]) * math.log(1 - p)
+    assert multilevel_similarity(h, y).item() == pytest.approx(ref / 9, rel=1e-5)
+    # graded: a pair sharing more labels is pulled closer (its optimum theta is higher)
+    y2 = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0]])
+    target = losses.label_cosine(y2, y2)
+    assert target[0, 1] > target[0, 2] > 0
+
+
+@pytest.mark.parametrize("labels", ["identical", "single", "empty"])
+def test_no_nan_at_extremes(labels: str) -> None:
+    torch.manual_seed(0)
+    m = method()
+    net = m.build_network()
+    n = 8
+    y = {"identical": torch.ones(n, 5), "single": torch.eye(5)[torch.arange(n) % 5],
+         "empty": torch.zeros(n, 5)}[labels]
+    b = batch(n, labels=y)
+    b["image"] = b["image"] * 1e4  # saturates the tanh codes
+    terms = m.loss_terms(net, b)
+    total = sum(terms.values())
+    total.backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+# ---- training, save/load ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits,single", [(16, False), (128, True)])
+def test_training_gives_binary_codes_and_round_trips(bits: int, single: bool, tmp_path) -> None:
+    data = tiny_data(single_label=single)
+    m = get_method("sdeh")(bits=bits, seed=0, **FAST, train={"epochs": 2, "batch_size": 16, "val_fraction": 0,
+                                                              "progress": False})
+    m.fit(data)
+    codes = m.encode_image(data.image[:7])
+    assert codes.shape == (7, bits) and set(np.unique(codes)) <= {-1, 1}
+    assert m.encode_text(data.text).shape == (60, bits)
+    assert len(m.history) == 2 and all(np.isfinite(v) for v in m.history[-1].values())
+    m.save(tmp_path / "sdeh.pt")
+    back = HashMethod.load(tmp_path / "sdeh.pt")
+    np.testing.assert_array_equal(back.image_outputs(data.image), m.image_outputs(data.image))
+    np.testing.assert_array_equal(back.text_outputs(data.text), m.text_outputs(data.text))
+
+
+def test_ablations_name_real_switches() -> None:
+    m = method()
+    for name in SDEH.ablations:
+        overrides = m.ablation_overrides(name)
+        ablated = method(**overrides)
+        net = ablated.build_network()
+        terms = ablated.loss_terms(net, batch())
+        assert all(torch.isfinite(v) for v in terms.values()), name
