@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-docs install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_search.py
+
+# Regenerates every table in docs/benchmarks.md, docs/ablations.md and the method pages.
+BENCH := OMP_NUM_THREADS=1 $(BIN)/cmhash bench
+bench-docs: $(STAMP)
+	$(BENCH) --dataset wiki --methods baselines --bits 16 32 64 --seeds 1 --out runs/wiki-baselines \
+	  --docs docs/benchmarks.md --docs-section wiki-baselines --docs-title "## Baselines on Wiki, timed (1 seed)"
+	$(BENCH) --dataset wiki synthetic --methods all --bits 16 32 64 --seeds 3 --out runs/main \
+	  --docs docs/benchmarks.md --docs-section main --docs-title "## All methods (3 seeds)" --method-docs
+	for m in ddss dhsl sdeh cdhtk fjsph; do \
+	  $(BENCH) --dataset synthetic --ablate $$m --bits 32 --seeds 1 --out runs/ablate-$$m \
+	    --docs docs/ablations.md --docs-section $$m --docs-title "## $$m" --method-docs || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/bench", help="output directory (default: %(default)s)")
     p.add_argument("--docs", metavar="MD", help="also write the tables into this Markdown file (generated block)")
     p.add_argument("--docs-section", default="bench", help="name of the generated block in --docs")
+    p.add_argument("--docs-title", help="heading placed above a new block (default: '## <section>')")
     p.add_argument("--method-docs", action="store_true",
                    help="write each method's rows into docs/methods/<method>.md (block 'bench' or 'ablation')")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"total wall time: {wall:.1f} s ({wall / 60:.1f} min); outputs in {args.out}")
     if args.docs:
         update_doc_section(args.docs, args.docs_section, paths["markdown"].read_text(),
-                           title=f"## {args.docs_section}")
+                           title=args.docs_title or f"## {args.docs_section}")
     if args.method_docs:
         section = "ablation" if args.ablate else "bench"
         for method in methods:
