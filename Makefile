@@ -31,11 +31,14 @@ BENCH := OMP_NUM_THREADS=1 $(BIN)/cmhash bench
 bench-docs: $(STAMP)
 	$(BENCH) --dataset wiki --methods baselines --bits 16 32 64 --seeds 1 --out runs/wiki-baselines \
 	  --docs docs/benchmarks.md --docs-section wiki-baselines --docs-title "## Baselines on Wiki, timed (1 seed)"
-	$(BENCH) --dataset wiki synthetic --methods all --bits 16 32 64 --seeds 3 --out runs/main \
-	  --docs docs/benchmarks.md --docs-section main --docs-title "## All methods (3 seeds)" --method-docs
+	$(BENCH) --dataset wiki --methods all --bits 16 32 64 --seeds 3 --out runs/main-wiki \
+	  --docs docs/benchmarks.md --docs-section main-wiki --docs-title "## All methods on Wiki (3 seeds)" --method-docs
+	$(BENCH) --dataset synthetic --methods all --bits 16 32 64 --seeds 3 --out runs/main-synthetic \
+	  --docs docs/benchmarks.md --docs-section main-synthetic --docs-title "## All methods on the synthetic default (3 seeds)" \
+	  --method-docs
 	for m in ddss dhsl sdeh cdhtk fjsph; do \
 	  $(BENCH) --dataset synthetic --ablate $$m --bits 32 --seeds 1 --out runs/ablate-$$m \
-	    --docs docs/ablations.md --docs-section $$m --docs-title "## $$m" --method-docs || exit 1; \
+	    --docs docs/ablations.md --docs-section ablation-$$m --docs-title "## $$m" --method-docs || exit 1; \
 	done
 
 clean:
