@@ -1,0 +1,232 @@
+"""DDSS: the anchor bank, the dual-branch module's per-item independence and switches, each loss
+term's values and gradients (the semantic term against a slow reference), save/load, and short
+training runs on tiny data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cmhash.data import CrossModalDataset
+from cmhash.methods import HashMethod, get_method
+from cmhash.methods.ddss import DDSS, DualBranch, kmeans_bank
+
+FAST = {"hidden": 32, "feature_dim": 16, "anchors": 16, "neighbours": 4, "tokens": 4, "token_width": 8, "heads": 2}
+TERMS = ("intra_contrastive", "inter_contrastive", "instance_hash", "semantic_hash", "quantization")
+
+
+def tiny_data(n: int = 60, dims: tuple[int, int] = (128, 10), classes: int = 5, seed: int = 0) -> CrossModalDataset:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, classes)) < 0.4).astype(np.uint8)
+    labels[np.arange(n), rng.integers(0, classes, n)] = 1
+    img = labels @ rng.normal(size=(classes, dims[0])) + 0.1 * rng.normal(size=(n, dims[0]))
+    txt = labels @ rng.normal(size=(classes, dims[1])) + 0.1 * rng.normal(size=(n, dims[1]))
+    return CrossModalDataset(img, txt, labels, splits={"train": np.arange(n)})
+
+
+def method(bits: int = 16, **overrides) -> DDSS:
+    m = DDSS(bits=bits, seed=0, **{**FAST, **overrides})
+    m.dims, m.num_labels = (128, 10), 5
+    return m
+
+
+def prepared(m: DDSS, seed: int = 0):
+    """A network with its anchor banks set from random training features (as ``prepare`` does)."""
+    torch.manual_seed(seed)
+    net = m.build_network()
+    m.prepare(net, tiny_data(n=40))
+    return net
+
+
+def batch(n: int = 12, seed: int = 1, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = labels if labels is not None else (torch.rand(n, 5, generator=g) < 0.4).float()
+    return {"image": torch.randn(n, 128, generator=g), "text": torch.randn(n, 10, generator=g),
+            "labels": y, "index": torch.arange(n)}
+
+
+# ---- anchor bank ----------------------------------------------------------------------------------
+
+def test_kmeans_bank_gives_seeded_centres_not_training_rows():
+    x = np.random.default_rng(0).normal(size=(200, 12)).astype(np.float32)
+    bank = kmeans_bank(x, 8, seed=3)
+    assert bank.shape == (8, 12) and bank.dtype == torch.float32
+    assert torch.equal(bank, kmeans_bank(x, 8, seed=3))
+    # every centre is the mean of the rows nearest to it (a k-means fixed point, up to the last step)
+    nearest = ((x[:, None, :] - bank.numpy()[None]) ** 2).sum(-1).argmin(1)
+    means = np.stack([x[nearest == c].mean(0) for c in range(8)])
+    assert np.allclose(means, bank.numpy(), atol=0.05)
+    assert ((x[:, None, :] - bank.numpy()[None]) ** 2).sum(-1).min() > 1e-3  # no centre is a training row
+
+
+def test_kmeans_bank_with_few_rows_repeats_them():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    bank = kmeans_bank(x, 5, seed=0)
+    assert bank.shape == (5, 4)
+    assert {tuple(r) for r in bank.tolist()} == {tuple(r) for r in x.tolist()}
+
+
+def test_prepare_sets_each_modality_bank_and_save_keeps_it():
+    m = method()
+    net = prepared(m)
+    for modality, dim in (("image", 128), ("text", 10)):
+        bank = net.branches[modality].graph.bank
+        assert bank.shape == (16, dim) and bank.abs().sum() > 0
+        assert torch.equal(net.state_dict()[f"branches.{modality}.graph.bank"], bank)
+
+
+# ---- dual branch module -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("graph,attention", [(True, True), (True, False), (False, True)])
+def test_dual_branch_shapes_and_per_item_independence(graph, attention):
+    torch.manual_seed(0)
+    block = DualBranch(20, 16, anchors=10, neighbours=3, tokens=4, width=8, depth=1, heads=2, dropout=0.1,
+                       graph=graph, attention=attention).eval()
+    if graph:
+        block.graph.set_bank(torch.randn(10, 20))
+    x = torch.randn(6, 20)
+    with torch.no_grad():
+        g, a, f = block(x)
+        assert f.shape == (6, 16)
+        assert (g is not None) == graph and (a is not None) == attention
+        alone = torch.cat([block(x[i:i + 1])[2] for i in range(6)])
+        other = x.clone()
+        other[1:] = torch.randn(5, 20)
+        changed = block(other)[2]
+    assert torch.allclose(alone, f, atol=1e-5)
+    assert torch.allclose(changed[0], f[0], atol=1e-5)
+
+
+def test_both_branches_off_is_a_clear_error():
+    with pytest.raises(ValueError, match="graph_branch and attention_branch"):
+        method(components={"graph_branch": False, "attention_branch": False}).build_network()
+
+
+def test_network_codes_depend_on_the_item_alone():
+    net = prepared(method()).eval()
+    x = batch(8)["image"]
+    with torch.no_grad():
+        full = net.encode("image", x)
+        alone = torch.cat([net.encode("image", x[i:i + 1]) for i in range(8)])
+        reversed_ = net.encode("image", x.flip(0)).flip(0)
+    assert full.shape == (8, 16) and full.abs().max() < 1
+    assert torch.allclose(alone, full, atol=1e-5) and torch.allclose(reversed_, full, atol=1e-5)
+
+
+# ---- loss terms ----------------------------------------------------------------------------------------
+
+def slow_semantic(hi: torch.Tensor, ht: torch.Tensor, y: torch.Tensor, protos: torch.Tensor | None, t: float) -> float:
+    """Reference: loops over anchors; target = positive weights normalised, cross-entropy with softmax of cos / t."""
+    def cos(a, b):
+        return float(a @ b / (a.norm() * b.norm()))
+
+    def contrast(anchors, others, weights):
+        out = []
+        for i, a in enumerate(anchors):
+            w = [float(weights[i][j]) for j in range(len(others))]
+            if sum(w) == 0:
+                continue
+            logits = [cos(a, o) / t for o in others]
+            lse = math.log(sum(math.exp(v) for v in logits))
+            out.append(-sum(wj / sum(w) * (lj - lse) for wj, lj in zip(w, logits)))
+        return sum(out) / len(out)
+
+    s = [[cos(y[i], y[j]) if y[i].sum() and y[j].sum() else 0.0 for j in range(len(y))] for i in range(len(y))]
+    st = [list(r) for r in zip(*s)]
+    paths = [(contrast(hi, ht, s) + contrast(ht, hi, st)) / 2]
+    if protos is not None:
+        paths.append(contrast(list(hi) + list(ht), protos, list(y) + list(y)))
+    return sum(paths) / len(paths)
+
+
+@pytest.mark.parametrize("prototypes", [True, False])
+def test_semantic_hash_matches_slow_reference(prototypes):
+    m = method(components={"class_prototypes": prototypes})
+    net = prepared(m)
+    g = torch.Generator().manual_seed(5)
+    hi, ht = torch.tanh(torch.randn(6, 16, generator=g)), torch.tanh(torch.randn(6, 16, generator=g))
+    y = (torch.rand(6, 5, generator=g) < 0.5).float()
+    y[0] = 0  # an item without labels is left out as an anchor
+    got = m.semantic_hash(net, hi, ht, y).item()
+    want = slow_semantic(hi, ht, y, net.prototypes.detach() if prototypes else None, m.config["hash_temperature"])
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_semantic_hash_hand_value():
+    """Orthogonal one-hot codes, labels and prototypes: every path is log(1 + e^(-1/t))."""
+    m = method(bits=2)
+    m.num_labels = 2
+    net = m.build_network()
+    with torch.no_grad():
+        net.prototypes.copy_(torch.eye(2))
+    eye = torch.eye(2)
+    t = m.config["hash_temperature"]
+    assert m.semantic_hash(net, eye, eye, eye).item() == pytest.approx(math.log(1 + math.exp(-1 / t)), rel=1e-6)
+
+
+def test_every_term_is_present_finite_and_has_gradients():
+    m = method()
+    net = prepared(m)
+    terms = m.loss_terms(net, batch())
+    assert set(terms) == set(TERMS)
+    for name, value in terms.items():
+        assert value.ndim == 0 and torch.isfinite(value), name
+        grads = torch.autograd.grad(value, list(net.parameters()), allow_unused=True, retain_graph=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+def test_intra_term_needs_both_branches_and_zero_weight_skips_a_term():
+    m = method(components={"graph_branch": False}, losses={"quantization": 0.0})
+    terms = m.loss_terms(prepared(m), batch())
+    assert set(terms) == set(TERMS) - {"intra_contrastive", "quantization"}
+
+
+@pytest.mark.parametrize("case", ["saturated", "identical_labels", "single_label", "no_labels"])
+def test_no_nan_at_extremes(case):
+    m = method()
+    net = prepared(m)
+    n = 8
+    labels = {"saturated": torch.eye(5)[torch.arange(n) % 5], "identical_labels": torch.ones(n, 5),
+              "single_label": torch.eye(5)[torch.zeros(n, dtype=torch.long)], "no_labels": torch.zeros(n, 5)}[case]
+    b = batch(n, labels=labels)
+    if case == "saturated":  # inputs scaled so the tanh heads saturate at ±1
+        b["image"], b["text"] = b["image"] * 1e4, b["text"] * 1e4
+    terms = m.loss_terms(net, b)
+    total = sum(terms.values())
+    total.backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_every_ablation_is_a_known_switch():
+    m = method()
+    for part in DDSS.ablations:
+        variant = method(**m.ablation_overrides(part))
+        variant.build_network()
+        assert part in variant.config["components"] or variant.weight(part) == 0
+
+
+# ---- save / load and short training ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [16, 128])
+def test_short_training_gives_pm1_codes(bits):
+    data = tiny_data()
+    m = get_method("ddss")(bits=bits, seed=0, **FAST, train={"epochs": 2, "val_fraction": 0, "progress": False,
+                                                            "batch_size": 16})
+    m.fit(data)
+    for codes in (m.encode_image(data.image), m.encode_text(data.text)):
+        assert codes.shape == (60, bits) and set(np.unique(codes)) <= {-1, 1}
+    assert len(m.history) == 2
+
+
+def test_save_load_round_trip_identical_codes(tmp_path):
+    data = tiny_data()
+    m = get_method("ddss")(bits=16, seed=0, **FAST, train={"epochs": 1, "val_fraction": 0, "progress": False})
+    m.fit(data)
+    m.save(tmp_path / "ddss.pt")
+    back = HashMethod.load(tmp_path / "ddss.pt")
+    assert np.array_equal(back.image_outputs(data.image), m.image_outputs(data.image))
+    assert np.array_equal(back.text_outputs(data.text), m.text_outputs(data.text))
