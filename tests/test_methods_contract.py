@@ -19,6 +19,8 @@ def tiny():
 
 def quick(name: str, **kw) -> HashMethod:
     cls = get_method(name)
+    if not issubclass(cls, DeepHashMethod) and cls.default_config().get("anchors", 0) > 100:
+        kw.setdefault("anchors", 100)  # kernel anchors are drawn from the 240 training items
     if issubclass(cls, DeepHashMethod):
         kw.setdefault("train", {"epochs": 2, "val_fraction": 0, "progress": False})
     return cls(bits=BITS, seed=0, **kw)
