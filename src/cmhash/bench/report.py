@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -148,5 +149,5 @@ def update_doc_section(path: str | os.PathLike, section: str, content: str, titl
 
 
 def bench_meta(argv: list[str], wall_seconds: float) -> dict[str, Any]:
-    return {"command": "cmhash " + " ".join(argv), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    return {"command": "cmhash " + shlex.join(argv), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wall_seconds": wall_seconds, "machine": machine(), "argv": argv, "python_executable": sys.executable}
