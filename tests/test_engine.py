@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from cmhash.data import make_synthetic
 from cmhash.methods import get_method
-from cmhash.methods.deep import DeepHashMethod
 from cmhash.metrics import mean_average_precision
 from cmhash.train.engine import carve_validation
 
@@ -57,7 +55,7 @@ def test_early_stopping_keeps_the_best_epoch(small):
     assert all("val_map" in h for h in model.history)
 
 
-def test_best_weights_are_restored(small, monkeypatch):
+def test_best_weights_are_restored(small):
     model = fit(small, epochs=6, patience=0, val_fraction=0.2)
     scores = [h["val_map"] for h in model.history]
     train = small.split("train")

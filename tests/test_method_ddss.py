@@ -10,42 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.data import CrossModalDataset
 from cmhash.methods import HashMethod, get_method
 from cmhash.methods.ddss import DDSS, DualBranch, kmeans_bank
+from method_kit import batch, prepared_net, sized, tiny_data
 
 FAST = {"hidden": 32, "feature_dim": 16, "anchors": 16, "neighbours": 4, "tokens": 4, "token_width": 8, "heads": 2}
 TERMS = ("intra_contrastive", "inter_contrastive", "instance_hash", "semantic_hash", "quantization")
 
 
-def tiny_data(n: int = 60, dims: tuple[int, int] = (128, 10), classes: int = 5, seed: int = 0) -> CrossModalDataset:
-    rng = np.random.default_rng(seed)
-    labels = (rng.random((n, classes)) < 0.4).astype(np.uint8)
-    labels[np.arange(n), rng.integers(0, classes, n)] = 1
-    img = labels @ rng.normal(size=(classes, dims[0])) + 0.1 * rng.normal(size=(n, dims[0]))
-    txt = labels @ rng.normal(size=(classes, dims[1])) + 0.1 * rng.normal(size=(n, dims[1]))
-    return CrossModalDataset(img, txt, labels, splits={"train": np.arange(n)})
 
 
 def method(bits: int = 16, **overrides) -> DDSS:
-    m = DDSS(bits=bits, seed=0, **{**FAST, **overrides})
-    m.dims, m.num_labels = (128, 10), 5
-    return m
+    return sized(DDSS, bits, **{**FAST, **overrides})
 
 
-def prepared(m: DDSS, seed: int = 0):
-    """A network with its anchor banks set from random training features (as ``prepare`` does)."""
-    torch.manual_seed(seed)
-    net = m.build_network()
-    m.prepare(net, tiny_data(n=40))
-    return net
 
 
-def batch(n: int = 12, seed: int = 1, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    y = labels if labels is not None else (torch.rand(n, 5, generator=g) < 0.4).float()
-    return {"image": torch.randn(n, 128, generator=g), "text": torch.randn(n, 10, generator=g),
-            "labels": y, "index": torch.arange(n)}
 
 
 # ---- anchor bank ----------------------------------------------------------------------------------
@@ -71,7 +51,7 @@ def test_kmeans_bank_with_few_rows_repeats_them():
 
 def test_prepare_sets_each_modality_bank_and_save_keeps_it():
     m = method()
-    net = prepared(m)
+    net = prepared_net(m)
     for modality, dim in (("image", 128), ("text", 10)):
         bank = net.branches[modality].graph.bank
         assert bank.shape == (16, dim) and bank.abs().sum() > 0
@@ -106,7 +86,7 @@ def test_both_branches_off_is_a_clear_error():
 
 
 def test_network_codes_depend_on_the_item_alone():
-    net = prepared(method()).eval()
+    net = prepared_net(method()).eval()
     x = batch(8)["image"]
     with torch.no_grad():
         full = net.encode("image", x)
@@ -145,7 +125,7 @@ def slow_semantic(hi: torch.Tensor, ht: torch.Tensor, y: torch.Tensor, protos: t
 @pytest.mark.parametrize("prototypes", [True, False])
 def test_semantic_hash_matches_slow_reference(prototypes):
     m = method(components={"class_prototypes": prototypes})
-    net = prepared(m)
+    net = prepared_net(m)
     g = torch.Generator().manual_seed(5)
     hi, ht = torch.tanh(torch.randn(6, 16, generator=g)), torch.tanh(torch.randn(6, 16, generator=g))
     y = (torch.rand(6, 5, generator=g) < 0.5).float()
@@ -169,7 +149,7 @@ def test_semantic_hash_hand_value():
 
 def test_every_term_is_present_finite_and_has_gradients():
     m = method()
-    net = prepared(m)
+    net = prepared_net(m)
     terms = m.loss_terms(net, batch())
     assert set(terms) == set(TERMS)
     for name, value in terms.items():
@@ -180,14 +160,14 @@ def test_every_term_is_present_finite_and_has_gradients():
 
 def test_intra_term_needs_both_branches_and_zero_weight_skips_a_term():
     m = method(components={"graph_branch": False}, losses={"quantization": 0.0})
-    terms = m.loss_terms(prepared(m), batch())
+    terms = m.loss_terms(prepared_net(m), batch())
     assert set(terms) == set(TERMS) - {"intra_contrastive", "quantization"}
 
 
 @pytest.mark.parametrize("case", ["saturated", "identical_labels", "single_label", "no_labels"])
 def test_no_nan_at_extremes(case):
     m = method()
-    net = prepared(m)
+    net = prepared_net(m)
     n = 8
     labels = {"saturated": torch.eye(5)[torch.arange(n) % 5], "identical_labels": torch.ones(n, 5),
               "single_label": torch.eye(5)[torch.zeros(n, dtype=torch.long)], "no_labels": torch.zeros(n, 5)}[case]

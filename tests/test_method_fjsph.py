@@ -10,41 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.data import CrossModalDataset
 from cmhash.methods import HashMethod, get_method, losses
 from cmhash.methods.fjsph import FJSPH, Refinement, class_affinity, cluster_similarity, inner_product_regression
+from method_kit import batch, prepared_net, sized, tiny_data
 
 FAST = {"hidden": 32, "embed_dim": 16}
 TERMS = ("contrastive", "joint_similarity", "quantization")
 
 
-def tiny_data(n: int = 60, dims: tuple[int, int] = (128, 10), classes: int = 5, seed: int = 0) -> CrossModalDataset:
-    rng = np.random.default_rng(seed)
-    labels = (rng.random((n, classes)) < 0.4).astype(np.uint8)
-    labels[np.arange(n), rng.integers(0, classes, n)] = 1
-    img = labels @ rng.normal(size=(classes, dims[0])) + 0.1 * rng.normal(size=(n, dims[0]))
-    txt = labels @ rng.normal(size=(classes, dims[1])) + 0.1 * rng.normal(size=(n, dims[1]))
-    return CrossModalDataset(img, txt, labels, splits={"train": np.arange(n)})
 
 
 def method(bits: int = 16, **overrides) -> FJSPH:
-    m = FJSPH(bits=bits, seed=0, **{**FAST, **overrides})
-    m.dims, m.num_labels = (128, 10), 5
-    return m
+    return sized(FJSPH, bits, **{**FAST, **overrides})
 
 
-def prepared(m: FJSPH, seed: int = 0):
-    torch.manual_seed(seed)
-    net = m.build_network()
-    m.prepare(net, tiny_data(n=40))
-    return net
 
 
-def batch(n: int = 12, seed: int = 1, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    y = labels if labels is not None else (torch.rand(n, 5, generator=g) < 0.4).float()
-    return {"image": torch.randn(n, 128, generator=g), "text": torch.randn(n, 10, generator=g),
-            "labels": y, "index": torch.arange(n)}
 
 
 # ---- class affinity -------------------------------------------------------------------------------------
@@ -117,7 +98,7 @@ def test_inner_product_regression_hand_values():
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
 def test_joint_similarity_mixes_sample_and_cluster(alpha):
     m = method(alpha=alpha)
-    net = prepared(m)
+    net = prepared_net(m)
     y = (torch.rand(7, 5, generator=torch.Generator().manual_seed(2)) < 0.5).float()
     want = alpha * losses.label_cosine(y, y) + (1 - alpha) * cluster_similarity(y, y, net.class_affinity)
     assert torch.allclose(m.joint_similarity(net, y, y), want, atol=1e-6)
@@ -126,9 +107,9 @@ def test_joint_similarity_mixes_sample_and_cluster(alpha):
 def test_similarity_switches_select_one_part_and_not_both_off():
     y = (torch.rand(7, 5, generator=torch.Generator().manual_seed(3)) < 0.5).float()
     m = method(components={"cluster_similarity": False})
-    assert torch.allclose(m.joint_similarity(prepared(m), y, y), losses.label_cosine(y, y))
+    assert torch.allclose(m.joint_similarity(prepared_net(m), y, y), losses.label_cosine(y, y))
     m = method(components={"sample_similarity": False})
-    net = prepared(m)
+    net = prepared_net(m)
     assert torch.allclose(m.joint_similarity(net, y, y), cluster_similarity(y, y, net.class_affinity))
     with pytest.raises(ValueError, match="sample_similarity and cluster_similarity"):
         method(components={"sample_similarity": False, "cluster_similarity": False})
@@ -138,7 +119,7 @@ def test_similarity_switches_select_one_part_and_not_both_off():
 
 def test_joint_similarity_term_matches_its_formula():
     m = method()
-    net = prepared(m).eval()
+    net = prepared_net(m).eval()
     b = batch()
     terms = m.loss_terms(net, b)
     with torch.no_grad():
@@ -153,7 +134,7 @@ def test_joint_similarity_term_matches_its_formula():
 
 def test_every_term_is_present_finite_and_has_gradients():
     m = method()
-    net = prepared(m)
+    net = prepared_net(m)
     terms = m.loss_terms(net, batch())
     assert set(terms) == set(TERMS)
     for name, value in terms.items():
@@ -165,7 +146,7 @@ def test_every_term_is_present_finite_and_has_gradients():
 @pytest.mark.parametrize("case", ["saturated", "identical_labels", "single_label", "no_labels"])
 def test_no_nan_at_extremes(case):
     m = method()
-    net = prepared(m)
+    net = prepared_net(m)
     n = 8
     labels = {"saturated": torch.eye(5)[torch.arange(n) % 5], "identical_labels": torch.ones(n, 5),
               "single_label": torch.eye(5)[torch.zeros(n, dtype=torch.long)], "no_labels": torch.zeros(n, 5)}[case]
@@ -204,7 +185,7 @@ def test_refinement_is_residual_and_per_item():
 
 @pytest.mark.parametrize("refinement", [True, False])
 def test_network_codes_depend_on_the_item_alone(refinement):
-    net = prepared(method(components={"refinement": refinement})).eval()
+    net = prepared_net(method(components={"refinement": refinement})).eval()
     x = batch(8)["text"]
     with torch.no_grad():
         full = net.encode("text", x)

@@ -9,39 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.data import CrossModalDataset
 from cmhash.methods import HashMethod, get_method, losses
 from cmhash.methods.sdeh import SDEH, FeatureSubnetwork, SemanticDecomposition, code_consistency, multilevel_similarity
+from method_kit import batch, sized, tiny_data
 
 FAST = {"hidden": 32, "feature_dim": 16, "tokens": 4, "token_width": 8, "heads": 2, "label_hidden": 16}
 TERMS = ("multilevel_similarity", "cross_modal_consistency", "label_prediction", "distribution_consistency",
          "quantization")
 
 
-def tiny_data(n: int = 60, dims: tuple[int, int] = (128, 10), classes: int = 5, seed: int = 0,
-              single_label: bool = False) -> CrossModalDataset:
-    rng = np.random.default_rng(seed)
-    if single_label:
-        labels = np.eye(classes, dtype=np.uint8)[rng.integers(0, classes, n)]
-    else:
-        labels = (rng.random((n, classes)) < 0.4).astype(np.uint8)
-        labels[np.arange(n), rng.integers(0, classes, n)] = 1
-    img = labels @ rng.normal(size=(classes, dims[0])) + 0.1 * rng.normal(size=(n, dims[0]))
-    txt = labels @ rng.normal(size=(classes, dims[1])) + 0.1 * rng.normal(size=(n, dims[1]))
-    return CrossModalDataset(img, txt, labels, splits={"train": np.arange(n)})
 
 
 def method(bits: int = 16, **overrides) -> SDEH:
-    m = SDEH(bits=bits, seed=0, **{**FAST, **overrides})
-    m.dims, m.num_labels = (128, 10), 5
-    return m
+    return sized(SDEH, bits, **{**FAST, **overrides})
 
 
-def batch(n: int = 12, seed: int = 1, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    y = labels if labels is not None else (torch.rand(n, 5, generator=g) < 0.4).float()
-    return {"image": torch.randn(n, 128, generator=g), "text": torch.randn(n, 10, generator=g),
-            "labels": y, "index": torch.arange(n)}
 
 
 # ---- gaussian_mmd (shared loss) -------------------------------------------------------------------
