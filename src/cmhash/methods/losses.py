@@ -80,3 +80,49 @@ def weighted_cosine_triplet(anchor: torch.Tensor, other: torch.Tensor, la: torch
     hinge = F.relu(margin - cos[:, :, None] + cos[:, None, :])
     w = (grade * pos)[:, :, None] * neg[:, None, :]
     return (w * hinge).sum() / w.sum().clamp_min(1.0)
+
+
+def code_triplet(anchor: torch.Tensor, other: torch.Tensor, la: torch.Tensor, lb: torch.Tensor,
+                 margin: float) -> torch.Tensor:
+    """Cross-modal triplet hinge on code inner products over all (anchor, positive, negative) triplets.
+
+    Similarity is <h_a, h_o> / k, which for ±1 codes is 1 - 2 Hamming / k, so the margin is a
+    fraction of the bits. Unlike a cosine, the inner product is not scale-free: it also pulls the
+    continuous codes toward ±1. Positive = shares a label with the anchor, negative = shares none;
+    the loss is the mean over all such triplets (0 when the batch has none).
+    """
+    sim = anchor @ other.T / anchor.shape[1]
+    share = label_overlap(la, lb)
+    hinge = F.relu(margin - sim[:, :, None] + sim[:, None, :])
+    w = share[:, :, None] * (1 - share)[:, None, :]
+    return (w * hinge).sum() / w.sum().clamp_min(1.0)
+
+
+def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared correlation between every feature of ``a`` (B, Da) and every feature of ``b`` (B, Db).
+
+    The squared Frobenius norm of the normalised cross-correlation matrix (columns centred over
+    the batch and scaled to unit norm), divided by Da * Db: 0 when the two representations are
+    linearly unrelated, 1 when they duplicate each other — the "difference" loss of domain
+    separation networks, made scale-free so that it cannot be met by shrinking the features.
+    """
+    a = F.normalize(a - a.mean(dim=0), dim=0)
+    b = F.normalize(b - b.mean(dim=0), dim=0)
+    return (a.T @ b).pow(2).mean()
+
+
+def gaussian_mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0)) -> torch.Tensor:
+    """Squared maximum mean discrepancy between the batches ``a`` (Ba, D) and ``b`` (Bb, D).
+
+    Biased (V-statistic) estimate with a sum of Gaussian kernels exp(-||x - y||^2 / (s * m)), one per
+    scale s, where m is the mean squared distance over the pooled batch (detached): the bandwidth
+    follows the features' scale, so the term cannot be lowered by shrinking them. 0 when the two
+    batches are the same set of points; grows as their distributions part.
+    """
+    x = torch.cat([a, b])
+    sq = x.pow(2).sum(dim=1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)  # no sqrt: finite gradients at distance 0
+    m = d2.detach().mean().clamp_min(1e-12)
+    k = sum(torch.exp(-d2 / (s * m)) for s in scales)
+    na = len(a)
+    return k[:na, :na].mean() + k[na:, na:].mean() - 2 * k[:na, na:].mean()
