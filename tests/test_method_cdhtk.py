@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cmhash.data import CrossModalDataset
 from cmhash.methods import get_method, losses
