@@ -70,11 +70,14 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         partial.write_text("")
 
+        finished: list[RunResult] = []
+
         def show(r: RunResult) -> None:
+            finished.append(r)
             with open(partial, "a") as f:
                 f.write(json.dumps(r.row()) + "\n")
-            console.print(f"[{sum(1 for _ in open(partial))}/{total}] {r.dataset} {r.variant} {r.bits} bits "
-                          f"seed {r.seed}: I→T {r.i2t:.4f} T→I {r.t2i:.4f} ({r.train_seconds:.1f} s)")
+            console.print(f"[{len(finished)}/{total}] {r.dataset} {r.variant} {r.bits} bits "
+                          f"seed {r.seed}: I→T {r.i2t:.4f} T→I {r.t2i:.4f} ({r.train_seconds:.1f} s)", soft_wrap=True)
 
         results = run_grid(datasets, variants, args.bits, seeds, topk=args.topk, on_result=show)
         wall = time.perf_counter() - start
