@@ -42,6 +42,19 @@ def test_bench_grid_writes_tables_plots_and_docs(tmp_path, capsys):
     assert doc.read_text().count("<!-- cmhash:generated:tiny -->") == 1
 
 
+def test_parallel_jobs_give_the_same_numbers_in_plan_order(tmp_path):
+    rows = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["bench", "--dataset", TINY, "--methods", "dcmh", "cca_itq", "--bits", "8", "16",
+                     "--out", str(out), "--jobs", str(jobs), *FAST]) == 0
+        rows[jobs] = [(r["variant"], r["bits"], r["seed"], r["i2t"], r["t2i"])
+                      for r in csv.DictReader(open(out / "results.csv"))]
+    assert rows[1] == rows[2]
+    assert [r[:2] for r in rows[2]] == [("dcmh", "8"), ("dcmh", "16"), ("cca_itq", "8"), ("cca_itq", "16")]
+    assert "2 run(s) at a time, 1 thread(s) each" in (tmp_path / "jobs2" / "results.md").read_text()
+
+
 def test_topk_names_the_metric(tmp_path):
     assert main(["bench", "--dataset", TINY, "--methods", "cca_itq", "--bits", "8", "--out", str(tmp_path),
                  "--topk", "50"]) == 0

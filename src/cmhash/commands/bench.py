@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1) per combination")
     p.add_argument("--topk", type=int, help="report mAP@K instead of mAP over the whole ranking")
     p.add_argument("--ablate", metavar="METHOD", help="ablation table: the method, then each part removed")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="combinations trained at once in worker processes, CPU threads shared equally (default: 1)")
     p.add_argument("--out", default="runs/bench", help="output directory (default: %(default)s)")
     p.add_argument("--docs", metavar="MD", help="also write the tables into this Markdown file (generated block)")
     p.add_argument("--docs-section", default="bench", help="name of the generated block in --docs")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cmhash.bench.report import bench_meta, markdown_tables, update_doc_section, write_outputs
-    from cmhash.bench.runner import RunResult, expand_methods, plan_variants, run_grid
+    from cmhash.bench.runner import RunResult, expand_methods, plan_variants, run_grid, threads_per_run
     from cmhash.methods import get_method
     from cmhash.methods.registry import FOUNDING
 
@@ -79,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[{len(finished)}/{total}] {r.dataset} {r.variant} {r.bits} bits "
                           f"seed {r.seed}: I→T {r.i2t:.4f} T→I {r.t2i:.4f} ({r.train_seconds:.1f} s)", soft_wrap=True)
 
-        results = run_grid(datasets, variants, args.bits, seeds, topk=args.topk, on_result=show)
+        results = run_grid(datasets, variants, args.bits, seeds, topk=args.topk, on_result=show, jobs=args.jobs)
         wall = time.perf_counter() - start
         argv = sys.argv[1:]
-    meta = bench_meta(argv, wall)
+    meta = bench_meta(argv, wall, args.jobs, threads_per_run(args.jobs))
     if len(results) < total:
         meta["partial"] = f"{len(results)} of {total} runs finished (the bench was stopped early)"
     paths = write_outputs(results, args.out, meta, args.topk, notes)
