@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_search.py
 
 # Regenerates every table in docs/benchmarks.md, docs/ablations.md and the method pages.
-BENCH := OMP_NUM_THREADS=1 $(BIN)/cmhash bench
+BENCH := $(BIN)/cmhash bench --jobs 2
 bench-docs: $(STAMP)
 	$(BENCH) --dataset wiki --methods baselines --bits 16 32 64 --seeds 1 --out runs/wiki-baselines \
 	  --docs docs/benchmarks.md --docs-section wiki-baselines --docs-title "## Baselines on Wiki, timed (1 seed)"

@@ -147,7 +147,7 @@ class DHSL(DeepHashMethod):
     def loss_terms(self, net: DHSLNetwork, batch: Batch) -> dict[str, torch.Tensor]:
         f, g = net.encode("image", batch["image"]), net.encode("text", batch["text"])
         y = batch["labels"]
-        s = losses.label_cosine(y, y)  # graded target: more shared labels, more similar
+        s = losses.label_overlap(y, y)  # 1 when two items share a label: the relevance retrieval is judged by
         terms: dict[str, torch.Tensor] = {}
         if self.weight("relation_inter"):
             terms["relation_inter"] = F.mse_loss(net.relation(f, g), s)
