@@ -137,7 +137,7 @@ def test_semantic_hash_matches_slow_reference(prototypes):
 
 def test_semantic_hash_hand_value():
     """Orthogonal one-hot codes, labels and prototypes: every path is log(1 + e^(-1/t))."""
-    m = method(bits=2)
+    m = method(bits=2, components={"class_prototypes": True})
     m.num_labels = 2
     net = m.build_network()
     with torch.no_grad():

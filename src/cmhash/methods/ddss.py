@@ -109,8 +109,9 @@ class DDSSNetwork(HashNetwork):
 @register
 class DDSS(DeepHashMethod):
     name = "ddss"
-    ablations = ("graph_branch", "attention_branch", "class_prototypes", "intra_contrastive", "inter_contrastive",
-                 "instance_hash", "semantic_hash", "quantization")
+    # class_prototypes is an optional path, off by default, so it is not ablated
+    ablations = ("graph_branch", "attention_branch", "intra_contrastive", "inter_contrastive", "instance_hash",
+                 "semantic_hash", "quantization")
 
     def build_network(self) -> DDSSNetwork:
         c = self.config
