@@ -205,8 +205,3 @@ def test_training_gives_sign_codes_and_round_trips(bits, tmp_path):
     assert np.array_equal(loaded.image_outputs(data.image), model.image_outputs(data.image))
     assert np.array_equal(loaded.text_outputs(data.text), model.text_outputs(data.text))
 
-
-def test_every_ablation_removes_something_known():
-    method = CDHTK(bits=16)
-    for name in CDHTK.ablations:
-        assert method.ablation_overrides(name) in ({"components": {name: False}}, {"losses": {name: 0.0}})

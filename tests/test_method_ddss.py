@@ -181,12 +181,6 @@ def test_no_nan_at_extremes(case):
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
-def test_every_ablation_is_a_known_switch():
-    m = method()
-    for part in DDSS.ablations:
-        variant = method(**m.ablation_overrides(part))
-        variant.build_network()
-        assert part in variant.config["components"] or variant.weight(part) == 0
 
 
 # ---- save / load and short training ---------------------------------------------------------------------

@@ -216,9 +216,3 @@ def test_training_gives_sign_codes_and_round_trips(bits, tmp_path):
     assert np.array_equal(loaded.text_outputs(data.text), model.text_outputs(data.text))
     assert torch.equal(loaded.net.image.selector.index, model.net.image.selector.index)
 
-
-def test_every_ablation_removes_something_known():
-    method = DHSL(bits=16)
-    for name in DHSL.ablations:
-        overrides = method.ablation_overrides(name)
-        assert overrides in ({"components": {name: False}}, {"losses": {name: 0.0}})

@@ -218,12 +218,3 @@ def test_training_gives_binary_codes_and_round_trips(bits: int, single: bool, tm
     np.testing.assert_array_equal(back.image_outputs(data.image), m.image_outputs(data.image))
     np.testing.assert_array_equal(back.text_outputs(data.text), m.text_outputs(data.text))
 
-
-def test_ablations_name_real_switches() -> None:
-    m = method()
-    for name in SDEH.ablations:
-        overrides = m.ablation_overrides(name)
-        ablated = method(**overrides)
-        net = ablated.build_network()
-        terms = ablated.loss_terms(net, batch())
-        assert all(torch.isfinite(v) for v in terms.values()), name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from method_kit import batch, prepared_net, sized
 
 from cmhash.data import DataError, make_synthetic
 from cmhash.methods import HashMethod, available_methods, get_method
@@ -78,6 +80,22 @@ def test_bad_input_is_named(name, fitted):
         model.encode_image(np.zeros((3, 7), np.float32))
     with pytest.raises(DataError, match="NaN"):
         model.encode_text(np.full((2, 12), np.nan, np.float32))
+
+
+ABLATABLE = [n for n in available_methods() if issubclass(get_method(n), DeepHashMethod) and get_method(n).ablations]
+
+
+@pytest.mark.parametrize("name", ABLATABLE)
+def test_every_ablation_switches_off_one_known_part(name):
+    """What ``bench --ablate`` removes is a real component or loss term, and the rest still gives finite losses."""
+    cls = get_method(name)
+    for part in cls.ablations:
+        overrides = sized(cls).ablation_overrides(part)
+        assert overrides in ({"components": {part: False}}, {"losses": {part: 0.0}}), part
+        ablated = sized(cls, **overrides)
+        assert (not ablated.enabled(part)) if part in ablated.config["components"] else ablated.weight(part) == 0
+        terms = ablated.loss_terms(prepared_net(ablated), batch())
+        assert all(torch.isfinite(v) for v in terms.values()), part
 
 
 def test_unknown_config_key_is_an_error():
