@@ -6,7 +6,10 @@ transformers is imported only when an encoder is built, so importing this packag
 from cmhash.encoders.checkpoint import check_checkpoint
 from cmhash.encoders.clip import ClipEncoder, load_image
 from cmhash.encoders.manifest import Manifest, read_manifest
-from cmhash.encoders.pipeline import EncodeSummary, Issue, encode_manifest, output_paths
+from cmhash.encoders.mat_sources import DchmtSource, DcmhSource
+from cmhash.encoders.pipeline import EncodeSummary, Issue, encode_manifest, encode_source, output_paths
+from cmhash.encoders.sources import ItemSource, ManifestSource
 
-__all__ = ["ClipEncoder", "EncodeSummary", "Issue", "Manifest", "check_checkpoint", "encode_manifest", "load_image",
-           "output_paths", "read_manifest"]
+__all__ = ["ClipEncoder", "DchmtSource", "DcmhSource", "EncodeSummary", "Issue", "ItemSource", "Manifest",
+           "ManifestSource", "check_checkpoint", "encode_manifest", "encode_source", "load_image", "output_paths",
+           "read_manifest"]

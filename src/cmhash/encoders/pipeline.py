@@ -1,7 +1,10 @@
-"""Manifest + image folder -> cmhash dataset file (the library side of ``cmhash encode``).
+"""Items -> cmhash dataset file (the library side of ``cmhash encode``), for every input layout.
+
+The items come from an :class:`~cmhash.encoders.sources.ItemSource`: a manifest and an image folder,
+the DCHMT/MITH ``.mat`` triplet, or DCMH's raw image array; this one pipeline encodes them all.
 
 Resumable: rows are encoded in chunks of ``encoder.batch_size``; each chunk is written atomically to
-``<out>.work/`` together with a key (manifest digest, model fingerprint, chunk size, image folder), so
+``<out>.work/`` together with a key (what identifies the inputs, model fingerprint, chunk size), so
 a restarted run re-uses every finished chunk whose key matches and redoes the rest. The dataset file
 is written atomically at the end and the work directory is then removed.
 
@@ -24,20 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cmhash.data.dataset import CrossModalDataset, DataError
 from cmhash.data.native import save_dataset
-from cmhash.encoders.clip import load_image
-from cmhash.encoders.manifest import Manifest, read_manifest
+from cmhash.encoders.manifest import Manifest
+from cmhash.encoders.sources import ItemSource, ManifestSource
 from cmhash.io import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     from cmhash.encoders.clip import ClipEncoder
 
-CHUNK_FORMAT = 1  # bump when the chunk file layout changes, so old work directories are not reused
+CHUNK_FORMAT = 2  # bump when the chunk file layout changes, so old work directories are not reused
 REPORT_COLUMNS = ("row", "id", "image", "action", "reason")
 
 
@@ -91,68 +93,67 @@ def encode_manifest(manifest: Manifest | str | os.PathLike, images_dir: str | os
 
     ``out`` is ``.npz`` or ``.h5``; ``progress`` shows a progress bar on stderr.
     """
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise DataError("image folder does not exist", source=str(images_dir))
-    if Path(out).suffix not in (".npz", ".h5", ".hdf5"):
-        raise ValueError(f"{out}: unknown dataset suffix (use .npz or .h5)")
-    if not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest)
+    _check_out(out)
+    return encode_source(ManifestSource(manifest, images_dir), out, encoder, strict=strict, progress=progress)
+
+
+def encode_source(source: ItemSource, out: str | os.PathLike, encoder: "ClipEncoder", *, strict: bool = False,
+                  progress: bool = True) -> EncodeSummary:
+    """Encode every item of ``source`` with ``encoder`` and write the dataset to ``out`` (see the module docstring)."""
+    _check_out(out)
     paths = output_paths(out)
-    key = _work_key(manifest, images_dir, encoder)
+    key = _work_key(source, encoder)
     paths["work"].mkdir(parents=True, exist_ok=True)
     chunks, resumed = [], 0
     columns = (TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn())
     bar = Progress(*columns, console=Console(stderr=True), disable=not progress)
     with bar, ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # threads overlap image decoding
-        task = bar.add_task("encode", total=len(manifest))
-        for start in range(0, len(manifest), encoder.batch_size):
-            rows = np.arange(start, min(start + encoder.batch_size, len(manifest)))
+        task = bar.add_task("encode", total=len(source))
+        for start in range(0, len(source), encoder.batch_size):
+            rows = np.arange(start, min(start + encoder.batch_size, len(source)))
             file = paths["work"] / f"chunk_{start // encoder.batch_size:06d}.npz"
             chunk = _load_chunk(file, key)
             if chunk is None:
-                chunk = _encode_chunk(manifest, rows, images_dir, encoder, pool, strict)
+                chunk = _encode_chunk(source, rows, encoder, pool, strict)
                 _save_chunk(file, key, chunk)
             else:
                 resumed += 1
             chunks.append(chunk)
             bar.advance(task, len(rows))
-    return _finish(manifest, chunks, paths, encoder, resumed)
+    return _finish(source, chunks, paths, encoder, resumed)
 
 
-def _work_key(manifest: Manifest, images_dir: Path, encoder: "ClipEncoder") -> str:
-    parts = {"format": CHUNK_FORMAT, "manifest": manifest.digest, "model": encoder.fingerprint,
-             "chunk_size": encoder.batch_size, "images": str(images_dir.resolve())}
+def _check_out(out: str | os.PathLike) -> None:
+    if Path(out).suffix not in (".npz", ".h5", ".hdf5"):
+        raise ValueError(f"{out}: unknown dataset suffix (use .npz or .h5)")
+
+
+def _work_key(source: ItemSource, encoder: "ClipEncoder") -> str:
+    parts = {"format": CHUNK_FORMAT, "inputs": source.identity(), "model": encoder.fingerprint,
+             "chunk_size": encoder.batch_size}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _encode_chunk(manifest: Manifest, rows: np.ndarray, images_dir: Path, encoder: "ClipEncoder",
-                  pool: ThreadPoolExecutor, strict: bool) -> dict[str, np.ndarray]:
+def _encode_chunk(source: ItemSource, rows: np.ndarray, encoder: "ClipEncoder", pool: ThreadPoolExecutor,
+                  strict: bool) -> dict[str, np.ndarray]:
     """Encode the usable rows of one chunk; the others come back as (row, reason) skips."""
-    loaded = list(pool.map(lambda r: _load_row(manifest, int(r), images_dir), rows))
-    skipped = [(int(r), reason) for r, (_, reason) in zip(rows, loaded) if reason]
+    captions = [source.caption_problem(int(r)) for r in rows]
+    images = source.read_images(rows, pool)
+    reasons = [caption or (image if isinstance(image, str) else "") for caption, image in zip(captions, images)]
+    skipped = [(int(r), reason) for r, reason in zip(rows, reasons) if reason]
     if strict and skipped:
         row, reason = skipped[0]
-        raise DataError(f"row {row} (id {manifest.ids[row]}): {reason}; run without --strict to skip and report "
-                        "such rows", source=manifest.source)
-    kept = np.array([r for r, (_, reason) in zip(rows, loaded) if not reason], dtype=np.int64)
-    text, truncated = encoder.encode_texts([manifest.texts[r] for r in kept], return_truncated=True)
-    return {"kept": kept, "image": encoder.encode_images([img for img, reason in loaded if not reason]),
+        raise DataError(f"row {row} (id {source.ids[row]}): {reason}; run without --strict to skip and report "
+                        "such rows", source=source.source)
+    kept = np.array([r for r, reason in zip(rows, reasons) if not reason], dtype=np.int64)
+    if source.texts is not None:
+        text, truncated = encoder.encode_texts([source.texts[r] for r in kept], return_truncated=True)
+    else:
+        text, truncated = source.text_features(kept).astype(np.float32), np.zeros(len(kept), dtype=bool)
+    return {"kept": kept, "image": encoder.encode_images([img for img, reason in zip(images, reasons) if not reason]),
             "text": text, "truncated": truncated,
             "skipped_rows": np.array([r for r, _ in skipped], dtype=np.int64),
             "skipped_reasons": np.array([reason for _, reason in skipped], dtype=str)}
-
-
-def _load_row(manifest: Manifest, row: int, images_dir: Path) -> tuple[Image.Image | None, str]:
-    """The row's image, or None and why the row cannot be used ("" when it can)."""
-    if not manifest.texts[row].strip():
-        return None, "empty caption"
-    if not manifest.images[row].strip():
-        return None, "no image path"
-    try:
-        return load_image(images_dir / manifest.images[row]), ""
-    except DataError as exc:
-        return None, exc.problem
 
 
 def _save_chunk(file: Path, key: str, chunk: dict[str, np.ndarray]) -> None:
@@ -170,39 +171,39 @@ def _load_chunk(file: Path, key: str) -> dict[str, np.ndarray] | None:
         return {k: z[k] for k in z.files if k != "key"}
 
 
-def _finish(manifest: Manifest, chunks: list[dict[str, np.ndarray]], paths: dict[str, Path],
+def _finish(source: ItemSource, chunks: list[dict[str, np.ndarray]], paths: dict[str, Path],
             encoder: "ClipEncoder", resumed: int) -> EncodeSummary:
     """Write report, label names and dataset (each atomically), then drop the work directory."""
     kept = np.concatenate([c["kept"] for c in chunks])
     truncated = kept[np.concatenate([c["truncated"] for c in chunks]).astype(bool)]
     issues = sorted(
-        [_issue(manifest, int(r), "skipped", str(reason))
+        [_issue(source, int(r), "skipped", str(reason))
          for c in chunks for r, reason in zip(c["skipped_rows"], c["skipped_reasons"])]
-        + [_issue(manifest, int(r), "truncated", f"caption longer than {encoder.max_length} tokens")
+        + [_issue(source, int(r), "truncated", f"caption longer than {encoder.max_length} tokens")
            for r in truncated],
         key=lambda issue: issue.row)
     _write_report(paths["report"], issues)
     if not len(kept):
-        raise DataError(f"no row could be encoded (all {len(manifest)} skipped; see {paths['report']})",
-                        source=manifest.source)
+        raise DataError(f"no row could be encoded (all {len(source)} skipped; see {paths['report']})",
+                        source=source.source)
     image, text = (np.concatenate([c[modality] for c in chunks]) for modality in ("image", "text"))
-    dataset = CrossModalDataset(image, text, manifest.labels[kept], manifest.ids[kept], name=paths["dataset"].stem,
-                                source=manifest.source)
+    dataset = CrossModalDataset(image, text, source.labels[kept], source.ids[kept], name=paths["dataset"].stem,
+                                source=source.source)
     labels_path = None
-    if manifest.label_names is not None:
+    if source.label_names is not None:
         labels_path = paths["labels"]
-        atomic_write_text(labels_path, json.dumps(manifest.label_names, indent=0, ensure_ascii=False) + "\n")
+        atomic_write_text(labels_path, json.dumps(source.label_names, indent=0, ensure_ascii=False) + "\n")
     record = {"fingerprint": encoder.fingerprint, "checkpoint": str(encoder.checkpoint_dir),
-              "image_dim": encoder.image_dim, "text_dim": encoder.text_dim}
+              "image_dim": encoder.image_dim, "text_dim": int(text.shape[1]), "text": source.text_record}
     atomic_write_text(paths["encoder"], json.dumps(record, indent=1) + "\n")
     save_dataset(dataset, paths["dataset"])
     shutil.rmtree(paths["work"])
-    return EncodeSummary(dataset, paths["dataset"], paths["report"], labels_path, len(manifest), issues,
-                         len(chunks), resumed, manifest.ignored_columns)
+    return EncodeSummary(dataset, paths["dataset"], paths["report"], labels_path, len(source), issues,
+                         len(chunks), resumed, source.ignored_columns)
 
 
-def _issue(manifest: Manifest, row: int, action: str, reason: str) -> Issue:
-    return Issue(row, int(manifest.ids[row]), manifest.images[row], action, reason)
+def _issue(source: ItemSource, row: int, action: str, reason: str) -> Issue:
+    return Issue(row, int(source.ids[row]), source.image_name(row), action, reason)
 
 
 def _write_report(path: Path, issues: list[Issue]) -> None:
