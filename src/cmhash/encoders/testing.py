@@ -16,7 +16,7 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
 def build_tiny_clip(directory: str | os.PathLike, *, seed: int = 0, max_length: int = 16,
-                    image_size: int = 32, projection_dim: int = 16) -> Path:
+                    image_size: int = 32, projection_dim: int = 16, patch_size: int = 8) -> Path:
     """Write a random CLIP (2 layers, width 32) with a byte-level tokenizer to ``directory``; return it.
 
     The vocabulary is the 256 byte symbols, each also as a word end, plus BOS/EOS (no merges), so any
@@ -43,7 +43,7 @@ def build_tiny_clip(directory: str | os.PathLike, *, seed: int = 0, max_length: 
         text_config=dict(width, vocab_size=len(symbols), max_position_embeddings=max_length,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(width, image_size=image_size, patch_size=8),
+        vision_config=dict(width, image_size=image_size, patch_size=patch_size),
         projection_dim=projection_dim,
     )
     torch.manual_seed(seed)

@@ -239,8 +239,9 @@ def _utf16(codes: np.ndarray) -> str:
 class MatArray:
     """A numeric MAT variable read in slices along one axis, in MATLAB's axis order (what ``Variable.shape`` shows).
 
-    v7.3 (HDF5): h5py reads the slice from disk. v5 uncompressed: the data are memory-mapped, so
-    pages are read on demand and released by the OS. v5 compressed (MATLAB's default ``-v7``): no
+    v7.3 (HDF5): h5py reads the slice from disk. v5 uncompressed: the data are located in the file;
+    items along the last axis (MATLAB's H x W x 3 x N images) are one byte range each, read with a
+    plain read, other axes through a memory map. v5 compressed (MATLAB's default ``-v7``): no
     random access exists, so the variable is decompressed whole, and only up to
     :data:`MAX_WHOLE_ARRAY_BYTES`; beyond it, a DataError says how to re-save the file.
     """
@@ -272,17 +273,26 @@ class MatArray:
 
     def take(self, axis: int, start: int, stop: int) -> np.ndarray:
         """Items ``start:stop`` along MATLAB ``axis``, as an in-memory array in MATLAB axis order."""
+        index = [slice(None)] * len(self.shape)
         if not self._hdf5:
-            index = [slice(None)] * len(self.shape)
+            if isinstance(self._array, np.memmap) and axis == len(self.shape) - 1:
+                return self._read_last_axis(start, stop)
             index[axis] = slice(start, stop)
             return np.array(self._array[tuple(index)])
         path = Path(self.var.source)
-        stored_axis = len(self.shape) - 1 - axis if self._transposed else axis
-        index = [slice(None)] * len(self.shape)
-        index[stored_axis] = slice(start, stop)
+        index[len(self.shape) - 1 - axis if self._transposed else axis] = slice(start, stop)
         with _read_errors(path, self.var.name), h5py.File(path, "r") as f:
             block = f[self.var.name][tuple(index)]
         return block.T if self._transposed else block
+
+    def _read_last_axis(self, start: int, stop: int) -> np.ndarray:
+        """Column-major: items along the last axis are one contiguous byte range, read with a plain file read
+        (slicing the memory map would leave every page read so far mapped, and counted, in the process)."""
+        per_item = int(np.prod(self.shape[:-1]))
+        with open(self.var.source, "rb") as f:
+            f.seek(self._array.offset + start * per_item * self.dtype.itemsize)
+            data = np.fromfile(f, dtype=self.dtype, count=(stop - start) * per_item)
+        return data.reshape((*self.shape[:-1], stop - start), order="F")
 
 
 def _v5_memmap(path: Path, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
