@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 import torch
 from PIL import Image, ImageDraw
 
@@ -319,6 +320,21 @@ def test_dcmh_errors_name_file_and_variable(tmp_path, variables, match):
     write_v73(tmp_path / "mir.mat", variables)
     with pytest.raises(DataError, match=match):
         DcmhSource(tmp_path / "mir.mat")
+
+
+@pytest.mark.parametrize("version", ["v5", "v73"])
+def test_sparse_yall_gives_the_same_text_features(encoder, tmp_path, version):
+    tags = scipy.sparse.csc_matrix(TAGS)
+    if version == "v5":
+        scipy.io.savemat(tmp_path / "mir.mat", {"IAll": matlab_iall(), "YAll": tags, "LAll": LABELS})
+    else:
+        write_v73(tmp_path / "mir.mat", {"IAll": matlab_iall(), "LAll": LABELS})
+        with h5py.File(tmp_path / "mir.mat", "a") as f:  # MATLAB's sparse layout: data, row indices, column starts
+            g = f.create_group("YAll")
+            g.attrs["MATLAB_class"], g.attrs["MATLAB_sparse"] = np.bytes_("double"), np.uint64(N)
+            g["data"], g["ir"], g["jc"] = tags.data, tags.indices.astype(np.uint64), tags.indptr.astype(np.uint64)
+    encode_source(DcmhSource(tmp_path / "mir.mat"), tmp_path / "out.npz", encoder, progress=False)
+    np.testing.assert_array_equal(load_native(tmp_path / "out.npz").text, TAGS.astype(np.float32))
 
 
 def test_image_layout_rules():

@@ -228,9 +228,11 @@ def _sparse(var: Variable) -> scipy.sparse.csr_matrix | None:
     path = Path(var.source)
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
-            if "MATLAB_sparse" not in f[var.name].attrs:
+            group = f[var.name]
+            if "MATLAB_sparse" not in group.attrs:
                 return None
-        return scipy.sparse.csr_matrix(var.read())  # the HDF5 reader gives it dense; tags are small enough
+            data = group["data"][()] if "data" in group else np.ones(len(group["ir"]))
+            return scipy.sparse.csc_matrix((data, group["ir"][()], group["jc"][()]), shape=var.shape).tocsr()
     if dict((n, c) for n, _, c in scipy.io.whosmat(path)).get(var.name) != "sparse":
         return None
     return scipy.sparse.csr_matrix(scipy.io.loadmat(path, variable_names=[var.name])[var.name])
@@ -249,10 +251,10 @@ class DcmhSource(ItemSource):
         variables = [v for f in files for v in mat_variables(f)]
         labels = find_variable(variables, "labels", DCMH_KEYS["labels"], self.source, keys)
         image = find_variable(variables, "image", DCMH_KEYS["image"], self.source, keys)
-        n = labels.shape[0] if len(labels.shape) == 2 else -1
         self.image_origin = origin(image)
+        self.labels = read_labels(labels, labels.shape[0] if labels.shape else 0, origin(labels))
+        n = len(self.labels)
         self.layout = image_layout(image.shape, n, image.source, image.name)
-        self.labels = read_labels(labels, n, self.image_origin)
         self.ids = np.arange(n, dtype=np.int64)
         self.array = MatArray(image)
         if self.array.dtype != np.uint8:

@@ -25,8 +25,8 @@ ROLE_NAMES: dict[str, tuple[str, ...]] = {
     "labels": ("LAll", "L", "label", "labels", "category"),
 }
 
-ENCODE_HINT = ("turn raw images/captions into feature vectors first with `cmhash encode` "
-               "(see docs/encoders.md)")
+ENCODE_HINT = ("turn raw images/captions into feature vectors first with `cmhash encode` (for these files: "
+               "`cmhash encode --from dchmt DIR --image-root ROOT` or `--from dcmh PATH`; see docs/datasets.md)")
 
 
 @dataclass(frozen=True)
