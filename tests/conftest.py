@@ -13,3 +13,15 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cmhash.encoders.testing import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices: one thread avoids thread start-up and spin costs on a shared 2-core machine.
+    Use per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

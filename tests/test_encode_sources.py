@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse
-import torch
 from PIL import Image, ImageDraw
 
 from cmhash.cli import main
@@ -29,12 +28,7 @@ N = len(COLOURS)
 FOREIGN = "/home/author/datasets/flickr25k"  # where the authors' paths point
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

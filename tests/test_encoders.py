@@ -27,13 +27,7 @@ def draw(colour: str, shape: str, size: tuple[int, int] = (48, 40)) -> Image.Ima
     return img
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny matrices: one thread avoids thread start-up and spin costs on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

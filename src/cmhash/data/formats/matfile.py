@@ -61,9 +61,13 @@ def _v5_variables(path: Path) -> list[Variable]:
 
 def _check_v5_complete(path: Path) -> None:
     """Walk the v5 element tags: whosmat silently lists fewer variables in a truncated file."""
-    if scipy.io.matlab.matfile_version(path)[0] != 1:  # v4: no element structure to walk
-        return
-    size = path.stat().st_size
+    if scipy.io.matlab.matfile_version(path)[0] == 1:  # v4: no element structure to walk
+        _v5_elements(path)
+
+
+def _v5_elements(path: Path) -> tuple[str, list[tuple[int, int, int]]]:
+    """The byte order and the (position, type, byte count) of every top-level element of a v5 file."""
+    size, elements = path.stat().st_size, []
     with open(path, "rb") as f:
         f.seek(126)
         order = "<" if f.read(2) == b"IM" else ">"
@@ -73,12 +77,14 @@ def _check_v5_complete(path: Path) -> None:
             tag = f.read(8)
             if len(tag) < 8:
                 raise DataError(f"truncated: element tag at byte {pos} is cut off", source=str(path))
-            mdtype, nbytes = np.frombuffer(tag, dtype=f"{order}u4")
-            end = pos + 8 if mdtype >> 16 else pos + 8 + int(nbytes)  # small elements pack data in the tag
+            mdtype, nbytes = (int(x) for x in np.frombuffer(tag, dtype=f"{order}u4"))
+            end = pos + 8 if mdtype >> 16 else pos + 8 + nbytes  # small elements pack data in the tag
             if end > size:
                 raise DataError(f"truncated: a variable ends at byte {end:,} but the file has {size:,} bytes",
                                 source=str(path))
+            elements.append((pos, mdtype, nbytes))
             pos = end + (-end % 8 if mdtype != MI_COMPRESSED else 0)
+    return order, elements
 
 
 def _v5_reader(path: Path, name: str):
@@ -297,28 +303,16 @@ class MatArray:
 
 def _v5_memmap(path: Path, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
     """The variable ``name`` of a v5 file memory-mapped in Fortran order, or None when it is compressed."""
-    size = path.stat().st_size
+    order, elements = _v5_elements(path)
     with open(path, "rb") as f:
-        f.seek(126)
-        order = "<" if f.read(2) == b"IM" else ">"
-        pos = 128
-        while pos < size:
-            f.seek(pos)
-            mdtype, nbytes = np.frombuffer(f.read(8), dtype=f"{order}u4")
-            end = pos + 8 + int(nbytes)
+        for pos, mdtype, nbytes in elements:
             if mdtype == MI_MATRIX:
-                found = _v5_matrix_data(f, pos + 8, order)
-                if found[0] == name:
-                    _, dtype, offset = found
-                    if dtype is None:
-                        return None
-                    return np.memmap(path, dtype=np.dtype(order + dtype), mode="r", offset=offset, shape=shape,
-                                     order="F")
-            elif mdtype == MI_COMPRESSED:
-                head = _v5_compressed_name(f, pos + 8, int(nbytes), order)
-                if head == name:
-                    return None
-            pos = end + (-end % 8 if mdtype != MI_COMPRESSED else 0)
+                found, dtype, offset = _v5_matrix_data(f, pos + 8, order)
+                if found == name:
+                    return None if dtype is None else np.memmap(path, dtype=np.dtype(order + dtype), mode="r",
+                                                                offset=offset, shape=shape, order="F")
+            elif mdtype == MI_COMPRESSED and _v5_compressed_name(f, pos + 8, nbytes, order) == name:
+                return None
     raise DataError("variable not found", source=str(path), field=name)
 
 
