@@ -184,10 +184,12 @@ def test_dchmt_v73_char_paths_with_path_map_report_missing_image_and_empty_capti
                          captions=v73("caption", ("cell", captions)), labels=v5("category", LABELS))
     source = DchmtSource(folder, path_map=[("D:\\data\\mir", str(root)), (FOREIGN, str(root))])
     assert source.missing == [2]
+    (root / relative(6)).write_bytes(b"\xff\xd8 not a jpeg")
     summary = encode_source(source, tmp_path / "out.npz", encoder, progress=False)
     reasons = {issue.row: issue.reason for issue in summary.issues}
     assert reasons[2].startswith("image file not found (index.mat 'index' item 2: D:\\data\\mir\\a\\gone.png -> ")
-    assert reasons[4] == "empty caption (caption.mat 'caption' item 4)" and len(reasons) == 2
+    assert reasons[4] == "empty caption (caption.mat 'caption' item 4)" and len(reasons) == 3
+    assert reasons[6].startswith("unreadable image (") and f"(index.mat 'index' item 6: {FOREIGN}/a/6.jpg -> " in reasons[6]
     expected = reference(encoder, root, tmp_path, captions, images=[r.replace("2.png", "gone.png")
                                                                     for r in map(relative, range(N))])
     assert_same_dataset(tmp_path / "out.npz", expected)
