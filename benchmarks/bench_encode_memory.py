@@ -7,7 +7,7 @@ For each item count and layout it writes an ``IAll`` array as MATLAB holds DCMH'
 x items, uint8; v7.3 = HDF5 stored transposed, written slice by slice; v5 = an uncompressed
 ``save -v6`` file), with ``LAll`` (24 labels) and ``YAll`` (1,386 tags), into a temporary directory,
 then runs ``cmhash encode --from dcmh`` in a child process and reads the child's peak resident set
-size (``ru_maxrss`` from ``os.wait4``). The encoder is a small random CLIP (2 layers, width 32,
+size (``VmHWM``, read by the child itself as it finishes). The encoder is a small random CLIP (2 layers, width 32,
 224x224 input, 32x32 patches, built offline) unless ``--checkpoint`` names a real one: the figure is
 what the pipeline holds (torch, the model, one chunk of images, the output features), not a big
 model's weights. The claim checked: memory does not grow with the size of the image array.
@@ -66,15 +66,21 @@ def write_v5(path: Path, n: int, size: int, seed: int) -> None:
     scipy.io.savemat(path, {"IAll": iall, **side_variables(rng, n)})
 
 
-def peak_rss_mib(command: list[str]) -> tuple[float, float]:
-    """(peak resident MiB, seconds) of the child running ``command``."""
+#: Runs the command in the child and prints its peak resident set size. VmHWM of /proc/self/status
+#: belongs to the process's own address space; getrusage's ru_maxrss would not do: after a vfork
+#: (what subprocess uses) it starts from the parent's peak, which here holds the generated array.
+CHILD = ("import sys; from cmhash.cli import main; rc = main(sys.argv[1:]); "
+         "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))); sys.exit(rc)")
+
+
+def peak_rss_mib(arguments: list[str]) -> tuple[float, float]:
+    """(peak resident MiB, seconds) of ``cmhash ARGUMENTS`` run in a child process."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = child.stdout.read().decode()
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
+    done = subprocess.run([sys.executable, "-c", CHILD, *arguments], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cmhash {' '.join(arguments)} failed:\n{done.stdout}\n{done.stderr}")
+    kib = int(next(line for line in done.stdout.splitlines() if line.startswith("VmHWM")).split()[1])
+    return kib / 1024, time.perf_counter() - start
 
 
 def main() -> None:
@@ -99,7 +105,7 @@ def main() -> None:
                 data = work / f"iall-{layout}-{n}.mat"
                 (write_v73 if layout == "v73" else write_v5)(data, n, args.size, args.seed)
                 out = work / f"out-{layout}-{n}.npz"
-                command = [sys.executable, "-m", "cmhash.cli", "encode", "--from", "dcmh", str(data),
+                command = ["encode", "--from", "dcmh", str(data),
                            "--checkpoint", checkpoint, "--out", str(out), "--batch-size", str(args.batch_size),
                            "--device", "cpu"]
                 peak, seconds = peak_rss_mib(command)
