@@ -186,7 +186,7 @@ def _finish(source: ItemSource, chunks: list[dict[str, np.ndarray]], paths: dict
     if not len(kept):
         raise DataError(f"no row could be encoded (all {len(source)} skipped; see {paths['report']})",
                         source=source.source)
-    image, text = (np.concatenate([c[modality] for c in chunks]) for modality in ("image", "text"))
+    image, text = _stack_and_drop(chunks, "image"), _stack_and_drop(chunks, "text")
     dataset = CrossModalDataset(image, text, source.labels[kept], source.ids[kept], name=paths["dataset"].stem,
                                 source=source.source)
     labels_path = None
@@ -200,6 +200,19 @@ def _finish(source: ItemSource, chunks: list[dict[str, np.ndarray]], paths: dict
     shutil.rmtree(paths["work"])
     return EncodeSummary(dataset, paths["dataset"], paths["report"], labels_path, len(source), issues,
                          len(chunks), resumed, source.ignored_columns)
+
+
+def _stack_and_drop(chunks: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
+    """One array of every chunk, stacked; each chunk's copy is dropped once copied, so the features are
+    never held twice (they are most of what an encode run holds: 0.8 GB for NUS-WIDE with ViT-B/32)."""
+    first = chunks[0][key]
+    out = np.empty((sum(len(c[key]) for c in chunks), *first.shape[1:]), dtype=first.dtype)
+    start = 0
+    for chunk in chunks:
+        part = chunk.pop(key)
+        out[start:start + len(part)] = part
+        start += len(part)
+    return out
 
 
 def _issue(source: ItemSource, row: int, action: str, reason: str) -> Issue:

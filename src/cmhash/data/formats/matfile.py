@@ -247,7 +247,7 @@ class MatArray:
 
     v7.3 (HDF5): h5py reads the slice from disk. v5 uncompressed: the data are located in the file;
     items along the last axis (MATLAB's H x W x 3 x N images) are one byte range each, read with a
-    plain read, other axes through a memory map. v5 compressed (MATLAB's default ``-v7``): no
+    plain read, other axes through a memory map made for that one read. v5 compressed (MATLAB's default ``-v7``): no
     random access exists, so the variable is decompressed whole, and only up to
     :data:`MAX_WHOLE_ARRAY_BYTES`; beyond it, a DataError says how to re-save the file.
     """
@@ -281,10 +281,15 @@ class MatArray:
         """Items ``start:stop`` along MATLAB ``axis``, as an in-memory array in MATLAB axis order."""
         index = [slice(None)] * len(self.shape)
         if not self._hdf5:
-            if isinstance(self._array, np.memmap) and axis == len(self.shape) - 1:
-                return self._read_last_axis(start, stop)
             index[axis] = slice(start, stop)
-            return np.array(self._array[tuple(index)])
+            if not isinstance(self._array, np.memmap):
+                return np.array(self._array[tuple(index)])
+            if axis == len(self.shape) - 1:
+                return self._read_last_axis(start, stop)
+            # A fresh map per call: its pages leave the process with it, instead of piling up in one long-lived map.
+            mapped = np.memmap(self._array.filename, dtype=self.dtype, mode="r", offset=self._array.offset,
+                               shape=self.shape, order="F")
+            return np.array(mapped[tuple(index)])
         path = Path(self.var.source)
         index[len(self.shape) - 1 - axis if self._transposed else axis] = slice(start, stop)
         with _read_errors(path, self.var.name), h5py.File(path, "r") as f:
