@@ -195,29 +195,17 @@ class HashIndex:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, header=np.array(json.dumps(header)), codes=codes, ids=ids)
 
+    @staticmethod
+    def read_header(path: str | os.PathLike) -> dict[str, Any]:
+        """The JSON header of an index file (format and version checked), without reading the codes."""
+        return _read(path, arrays=False)[0]
+
     @classmethod
     def load(cls, path: str | os.PathLike, expect_bits: int | None = None,
              expect_model: str | None = None) -> HashIndex:
         """Read an index written by :meth:`save`, checking format version, bit length and model."""
         source = os.fspath(path)
-        if Path(source).is_file() and Path(source).stat().st_size == 0:
-            raise DataError("index file is empty (0 bytes): the build that wrote it did not finish; rebuild it",
-                            source=source)
-        try:
-            with np.load(source, allow_pickle=False) as z:
-                header = json.loads(str(z["header"]))
-                if not isinstance(header, dict) or header.get("format") != FORMAT:
-                    raise DataError(f"not a cmhash index file (header {str(header)[:80]!r})", source=source,
-                                    field="header")
-                if header.get("version") != FORMAT_VERSION:
-                    raise DataError(f"index format version {header.get('version')!r} is not supported "
-                                    f"(this cmhash reads version {FORMAT_VERSION}); rebuild the index",
-                                    source=source, field="version")
-                codes, ids = z["codes"], z["ids"]
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"not a readable cmhash index file ({e})", source=source) from None
+        header, codes, ids = _read(source, arrays=True)
         if expect_bits is not None and header["bits"] != expect_bits:
             raise DataError(f"index holds {header['bits']}-bit codes, expected {expect_bits}",
                             source=source, field="bits")
@@ -231,3 +219,26 @@ class HashIndex:
         except ValueError as e:
             raise DataError(f"corrupt index contents ({e})", source=source, field="codes") from None
         return index
+
+
+def _read(path: str | os.PathLike, arrays: bool) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """(header, codes, ids) of an index file; every way it can be unreadable is a DataError naming it."""
+    source = os.fspath(path)
+    if Path(source).is_file() and Path(source).stat().st_size == 0:
+        raise DataError("index file is empty (0 bytes): the build that wrote it did not finish; rebuild it",
+                        source=source)
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                raise DataError(f"not a cmhash index file (header {str(header)[:80]!r})", source=source,
+                                field="header")
+            if header.get("version") != FORMAT_VERSION:
+                raise DataError(f"index format version {header.get('version')!r} is not supported "
+                                f"(this cmhash reads version {FORMAT_VERSION}); rebuild the index",
+                                source=source, field="version")
+            return (header, z["codes"], z["ids"]) if arrays else (header, None, None)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"not a readable cmhash index file ({e})", source=source) from None
