@@ -35,9 +35,9 @@ from math import ceil, comb, log2
 
 import faiss
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from cmhash.popcount import popcount as _popcount
 
 MAX_SUBSTRING_BITS = 24  # a direct-addressed table of 2^24 uint32 offsets is 64 MB
 SCAN_COST = 8  # one random probe/candidate costs about this many sequential popcounts
@@ -72,13 +72,6 @@ def to_words(packed: np.ndarray) -> np.ndarray:
 
 def from_words(words: np.ndarray, bits: int) -> np.ndarray:
     return np.ascontiguousarray(words).view(np.uint8).reshape(len(words), -1)[:, : bits // 8].copy()
-
-
-@intrinsic
-def _popcount(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-    return types.uint64(types.uint64), codegen
 
 
 @njit(inline="always")
