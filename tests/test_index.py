@@ -144,7 +144,7 @@ def test_duplicate_ids_are_rejected_whole(data, kind):
 @pytest.mark.parametrize("bad,match", [
     (dict(bits=12), "multiple of 8"),
     (dict(bits=16, kind="ivf"), "kind must be one of"),
-    (dict(bits=64, kind="mih", tables=2), "tables must be an integer in \\[3, 64\\]"),
+    (dict(bits=64, kind="mih", tables=1), "tables must be an integer in \\[2, 64\\]"),
     (dict(bits=16, kind="flat", tables=2), "'mih' kind only"),
     (dict(bits=16, metadata={"x": object()}), "JSON-serialisable"),
 ])

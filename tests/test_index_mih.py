@@ -42,12 +42,14 @@ def assert_matches_brute_force(index: HashIndex, db: np.ndarray, ids: np.ndarray
 
 @pytest.mark.parametrize("bits", [32, 64, 128])
 @pytest.mark.parametrize("make", [uniform, clustered])
-def test_mih_equals_brute_force_through_adds_and_removals(bits, make):
+@pytest.mark.parametrize("long_substrings", [False, True])
+def test_mih_equals_brute_force_through_adds_and_removals(bits, make, long_substrings):
+    """long_substrings: the fewest tables (32-bit substrings: a 24-bit prefix table plus 8-bit suffixes)."""
     rng = np.random.default_rng(bits)
     db = make(rng, 6000, bits)
     ids = rng.permutation(10**6)[:6000].astype(np.int64)
     queries = np.concatenate([make(rng, 12, bits), db[rng.choice(6000, 8)]])  # some exact hits
-    index = HashIndex(bits, "mih")
+    index = HashIndex(bits, "mih", tables=bits // 32 if long_substrings else None)
     index.add_with_ids(db[:5000], ids[:5000])  # into the tables
     index.add_with_ids(db[5000:], ids[5000:])  # stays in the delta (1,000 < 5,000 / 16 floor)
     assert index._backend.mih._n_main == 5000
@@ -68,7 +70,7 @@ def test_compaction_and_given_table_counts():
     rng = np.random.default_rng(7)
     db, ids = clustered(rng, 8000, 64), np.arange(8000, dtype=np.int64)
     queries = clustered(rng, 10, 64)
-    for tables in (3, 4, 8):
+    for tables in (2, 3, 4, 8):
         index = HashIndex(64, "mih", tables=tables)
         index.add_with_ids(db, ids)
         assert index.tables == tables
@@ -78,11 +80,12 @@ def test_compaction_and_given_table_counts():
 
 
 def test_default_table_count_follows_the_paper():
-    """m ~ bits / log2(N), rounded up so substrings fit a direct-addressed table (<= 24 bits)."""
-    assert mih.table_count(64, 1_000_000) == 4
-    assert mih.table_count(64, 100_000_000) == 3
-    assert mih.table_count(128, 100_000_000) == 6
-    assert mih.table_count(32, 10**9) == 2
+    """m = bits / log2(N), rounded, with substrings of at most 32 bits."""
+    assert mih.table_count(64, 1_000_000) == 3
+    assert mih.table_count(64, 100_000_000) == 2
+    assert mih.table_count(128, 100_000_000) == 5
+    assert mih.table_count(32, 10**9) == 1
+    assert mih.table_count(128, 1000) == 13
     starts, sizes = mih.layout(64, 3)
     assert sizes.tolist() == [22, 21, 21] and starts.tolist() == [0, 22, 43]
 

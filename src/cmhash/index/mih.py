@@ -14,9 +14,9 @@ the first step ``t`` at which at least ``k`` verified items lie within ``t``: no
 closer, and every item at a distance ``<= t`` has been seen, so ties are complete too and the order
 (distance, then position = insertion order) is the flat scan's order.
 
-Each item is verified once: it is accepted only at the first step that can reach it,
-``min_j(d_j * m + j)``, computed from its substring distances (which also sum to its full distance).
-No visited set is needed.
+Each item is accepted once: only at the first step that can reach it, ``min_j(d_j * m + j)``,
+computed from its substring distances (after its full distance, which already rules out most
+candidates once k items are known). No visited set is needed.
 
 Incremental: the tables cover positions ``[0, n_main)``; later adds sit in a delta that every query
 scans linearly, merged into the tables when it grows past a fraction of the index. Removal marks a
@@ -39,7 +39,8 @@ from numba import njit
 
 from cmhash.popcount import popcount as _popcount
 
-MAX_SUBSTRING_BITS = 24  # a direct-addressed table of 2^24 uint32 offsets is 64 MB
+MAX_SUBSTRING_BITS = 32  # substrings are uint32 keys
+PREFIX_BITS = 24  # tables address a substring's first 24 bits directly (2^24 uint32 offsets: 64 MB)
 SCAN_COST = 8  # one random probe/candidate costs about this many sequential popcounts
 DELTA_MIN, DELTA_MAX, DELTA_SHARE = 1024, 1 << 18, 16  # merge the delta past clamp(n_main / SHARE)
 DEAD_SHARE = 8  # compact when more than n / DEAD_SHARE positions are tombstones
@@ -47,8 +48,8 @@ NO_POSITION = -1
 
 
 def table_count(bits: int, n: int) -> int:
-    """The paper's m ~ bits / log2(N), rounded up so that tables stay direct-addressable."""
-    m = ceil(bits / max(log2(max(n, 2)), 1.0))
+    """The paper's m = bits / log2(N), rounded, with substrings of at most 32 bits."""
+    m = round(bits / max(log2(max(n, 2)), 1.0))
     return int(min(bits, max(m, ceil(bits / MAX_SUBSTRING_BITS), 1)))
 
 
@@ -93,33 +94,36 @@ def _distance(words, row, q):
 
 @njit(inline="always")
 def _first_step(words, row, qkeys, starts, sizes):
-    """(first step that reaches ``row``, its full distance) from its substring distances."""
+    """The first step that reaches ``row``: min over tables j of (its substring distance * m + j)."""
     m = len(starts)
-    first, d = np.int64(1 << 62), np.int64(0)
+    first = np.int64(1 << 62)
     for j in range(m):
         rho = np.int64(_popcount(_substring(words, row, starts[j], sizes[j]) ^ qkeys[j]))
-        d += rho
         if rho * m + j < first:
             first = rho * m + j
-    return first, d
+    return first
 
 
 @njit(cache=True, nogil=True)
-def build_tables(words, n, starts, sizes, obase, offsets, positions):
-    """Counting sort of positions ``0..n-1`` by each substring value: CSR ``offsets``/``positions``."""
+def build_tables(words, n, starts, sizes, prefix, obase, offsets, positions, suffixes):
+    """Counting sort of positions ``0..n-1`` by each substring's prefix: CSR ``offsets``/``positions``;
+    the remaining (at most 8) low bits of each entry's substring go to ``suffixes``."""
     for j in range(len(starts)):
-        base = obase[j]
-        nb = (1 << sizes[j]) + 1
+        base, low = obase[j], sizes[j] - prefix[j]
+        nb = (1 << prefix[j]) + 1
         offsets[base: base + nb] = 0
         for p in range(n):
-            offsets[base + 1 + np.int64(_substring(words, p, starts[j], sizes[j]))] += 1
+            offsets[base + 1 + np.int64(_substring(words, p, starts[j], sizes[j]) >> np.uint64(low))] += 1
         for b in range(1, nb):
             offsets[base + b] += offsets[base + b - 1]
         fill = offsets[base: base + nb - 1].copy()
         for p in range(n):
-            key = np.int64(_substring(words, p, starts[j], sizes[j]))
-            positions[j, fill[key]] = p
-            fill[key] += 1
+            key = _substring(words, p, starts[j], sizes[j])
+            head = np.int64(key >> np.uint64(low))
+            positions[j, fill[head]] = p
+            if low:
+                suffixes[j, fill[head]] = key & np.uint64((1 << low) - 1)
+            fill[head] += 1
 
 
 @njit(inline="always")
@@ -144,8 +148,8 @@ def _kth_bound(hist, k):
 
 
 @njit(cache=True, nogil=True)
-def _scan_knn(q, k, words, alive, n, bits, out_d, out_p):
-    """Exact top-k by a two-pass scan: distance histogram, then a counting-sort collect."""
+def _scan_knn(q, k, words, alive, n, bits, out):
+    """Exact top-k keys by a two-pass scan: distance histogram, then a counting-sort collect."""
     hist = np.zeros(bits + 1, np.int64)
     for p in range(n):
         if alive[p]:
@@ -161,53 +165,80 @@ def _scan_knn(q, k, words, alive, n, bits, out_d, out_p):
             if d < cut or (d == cut and left > 0):
                 if d == cut:
                     left -= 1
-                out_d[start[d]] = d
-                out_p[start[d]] = p
+                out[start[d]] = (d << 32) | p
                 start[d] += 1
 
 
 @njit(cache=True, nogil=True)
-def _knn_one(q, k, words, alive, n_main, n, n_alive, bits, starts, sizes, obase, offsets, positions, binom,
-             out_d, out_p):
+def _scan_range(q, radius, words, alive, n):
+    buf = np.empty(64, np.int64)
+    nbuf = 0
+    for p in range(n):
+        if alive[p]:
+            d = _distance(words, p, q)
+            if d <= radius:
+                buf, nbuf = _push(buf, nbuf, (d << 32) | p)
+    return np.sort(buf[:nbuf])
+
+
+@njit(cache=True, nogil=True)
+def _search_one(q, k, radius, words, alive, n_main, n, n_alive, bits, starts, sizes, prefix, obase, offsets,
+                positions, suffixes, binom):
+    """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``."""
     m = len(starts)
+    top_k = radius < 0
+    bound = bits if top_k else radius  # candidates farther than this cannot be in the answer
+    last = bits + m if top_k else radius  # the last step
     qkeys = np.empty(m, np.uint64)
     for j in range(m):
         qkeys[j] = _substring(q, 0, starts[j], sizes[j])
     hist = np.zeros(bits + 1, np.int64)
     buf = np.empty(256, np.int64)
-    nbuf, bound = 0, bits
+    nbuf = 0
     for p in range(n_main, n):  # the delta, scanned
         if alive[p]:
             d = _distance(words, p, q)
-            hist[d] += 1
-            buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-    budget, work, t, found = n_alive // SCAN_COST, n - n_main, 0, 0
-    while True:
-        if t > 0:
+            if d <= bound:
+                hist[d] += 1
+                buf, nbuf = _push(buf, nbuf, (d << 32) | p)
+    budget, work, found, accepted = n_alive // SCAN_COST, n - n_main, 0, 0
+    for t in range(last + 1):
+        if top_k and t > 0:
             found += hist[t - 1]
             if found >= k:  # every item within t - 1 is verified, and there are k of them
                 break
         j, rho = t % m, t // m
-        if rho <= sizes[j]:
-            work += binom[sizes[j], rho]  # probes, then the candidates actually met
-            base, limit = obase[j], np.int64(1) << sizes[j]
-            mask = (np.int64(1) << rho) - 1
+        if rho > sizes[j]:
+            continue
+        base, head_bits, low = obase[j], prefix[j], sizes[j] - prefix[j]
+        qhead, qlow = np.int64(qkeys[j] >> np.uint64(low)), qkeys[j] & np.uint64((1 << low) - 1)
+        for rho_head in range(max(0, rho - low), min(rho, head_bits) + 1):
+            rho_low = rho - rho_head  # substring distance exactly rho: split between prefix and suffix
+            work += binom[head_bits, rho_head]  # probes, then the candidates actually met
+            limit = np.int64(1) << head_bits
+            mask = (np.int64(1) << rho_head) - 1
             while mask < limit:
-                key = np.int64(qkeys[j]) ^ mask
-                lo, hi = np.int64(offsets[base + key]), np.int64(offsets[base + key + 1])
+                head = qhead ^ mask
+                lo, hi = np.int64(offsets[base + head]), np.int64(offsets[base + head + 1])
                 work += hi - lo
                 if work > budget:  # probing now costs more than a scan: scan instead
-                    _scan_knn(q, k, words, alive, n, bits, out_d, out_p)
-                    return
+                    if top_k:
+                        keys = np.empty(k, np.int64)
+                        _scan_knn(q, k, words, alive, n, bits, keys)
+                        return keys
+                    return _scan_range(q, radius, words, alive, n)
                 for i in range(lo, hi):
-                    p = np.int64(positions[j, i])
-                    if not alive[p]:
+                    if low and np.int64(_popcount(np.uint64(suffixes[j, i]) ^ qlow)) != rho_low:
                         continue
-                    first, d = _first_step(words, p, qkeys, starts, sizes)
-                    if first != t or d > bound:
+                    p = np.int64(positions[j, i])
+                    d = _distance(words, p, q)
+                    if d > bound or not alive[p] or _first_step(words, p, qkeys, starts, sizes) != t:
                         continue
                     hist[d] += 1
-                    if nbuf == len(buf):  # drop what can no longer make the top k before growing
+                    accepted += 1
+                    if top_k and accepted % 32 == 0:  # a tighter bound skips more candidates early
+                        bound = min(bound, _kth_bound(hist, k))
+                    if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
                         bound = _kth_bound(hist, k)
                         kept = 0
                         for b in range(nbuf):
@@ -219,71 +250,22 @@ def _knn_one(q, k, words, alive, n_main, n, n_alive, bits, starts, sizes, obase,
                         buf, nbuf = _push(buf, nbuf, (d << 32) | p)
                 if mask == 0:
                     break
-                low = mask & -mask  # Gosper's hack: next mask with the same popcount
-                ripple = mask + low
-                mask = (((ripple ^ mask) >> 2) // low) | ripple
-        t += 1
+                lowest = mask & -mask  # Gosper's hack: the next mask with the same popcount
+                ripple = mask + lowest
+                mask = (((ripple ^ mask) >> 2) // lowest) | ripple
     keys = np.sort(buf[:nbuf])
-    for i in range(k):
-        out_d[i] = keys[i] >> 32
-        out_p[i] = keys[i] & 0xFFFFFFFF
+    return keys[:k] if top_k else keys
 
 
 @njit(cache=True, nogil=True)
-def _knn_batch(qs, lo, hi, k, words, alive, n_main, n, n_alive, bits, starts, sizes, obase, offsets, positions,
-               binom, out_d, out_p):
+def _knn_batch(qs, lo, hi, k, words, alive, n_main, n, n_alive, bits, starts, sizes, prefix, obase, offsets,
+               positions, suffixes, binom, out_d, out_p):
     for i in range(lo, hi):
-        _knn_one(qs[i: i + 1], k, words, alive, n_main, n, n_alive, bits, starts, sizes, obase, offsets,
-                 positions, binom, out_d[i], out_p[i])
-
-
-@njit(cache=True, nogil=True)
-def _range_one(q, radius, words, alive, n_main, n, n_alive, starts, sizes, obase, offsets, positions, binom):
-    """Sorted keys (distance << 32 | position) of every item within ``radius``."""
-    m = len(starts)
-    buf = np.empty(64, np.int64)
-    nbuf = 0
-    work = n - n_main
-    for t in range(radius + 1):
-        j, rho = t % m, t // m
-        if rho <= sizes[j]:
-            probes = binom[sizes[j], rho]
-            work += probes + (probes * n_main >> sizes[j])
-    if work > n_alive // SCAN_COST:
-        for p in range(n):
-            if alive[p]:
-                d = _distance(words, p, q)
-                if d <= radius:
-                    buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-        return np.sort(buf[:nbuf])
-    qkeys = np.empty(m, np.uint64)
-    for j in range(m):
-        qkeys[j] = _substring(q, 0, starts[j], sizes[j])
-    for p in range(n_main, n):
-        if alive[p]:
-            d = _distance(words, p, q)
-            if d <= radius:
-                buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-    for t in range(radius + 1):
-        j, rho = t % m, t // m
-        if rho > sizes[j]:
-            continue
-        base, limit = obase[j], np.int64(1) << sizes[j]
-        mask = (np.int64(1) << rho) - 1
-        while mask < limit:
-            key = np.int64(qkeys[j]) ^ mask
-            for i in range(np.int64(offsets[base + key]), np.int64(offsets[base + key + 1])):
-                p = np.int64(positions[j, i])
-                if alive[p]:
-                    first, d = _first_step(words, p, qkeys, starts, sizes)
-                    if first == t and d <= radius:
-                        buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-            if mask == 0:
-                break
-            low = mask & -mask
-            ripple = mask + low
-            mask = (((ripple ^ mask) >> 2) // low) | ripple
-    return np.sort(buf[:nbuf])
+        keys = _search_one(qs[i: i + 1], k, -1, words, alive, n_main, n, n_alive, bits, starts, sizes, prefix,
+                           obase, offsets, positions, suffixes, binom)
+        for c in range(k):
+            out_d[i, c] = keys[c] >> 32
+            out_p[i, c] = keys[c] & 0xFFFFFFFF
 
 
 @njit(cache=True, nogil=True)
@@ -320,8 +302,8 @@ class MultiIndex:
         self._alive = np.zeros(0, np.bool_)
         self._n = self._n_main = self._dead = 0
         self._delta: dict[int, int] = {}
-        self._binom = np.array([[comb(s, r) for r in range(MAX_SUBSTRING_BITS + 1)]
-                                for s in range(MAX_SUBSTRING_BITS + 1)], dtype=np.int64)
+        self._binom = np.array([[comb(s, r) for r in range(PREFIX_BITS + 1)] for s in range(PREFIX_BITS + 1)],
+                               dtype=np.int64)
         self._build_tables()
 
     @property
@@ -335,7 +317,7 @@ class MultiIndex:
     def nbytes(self) -> int:
         """Bytes held by the live structures (storage capacity included)."""
         return sum(a.nbytes for a in (self._words, self._ids, self._alive, self._offsets, self._positions,
-                                      self._order))
+                                      self._suffixes, self._order))
 
     def _reserve(self, extra: int) -> None:
         need = self._n + extra
@@ -394,29 +376,34 @@ class MultiIndex:
         n = self._n
         m = self.fixed_tables or table_count(self.bits, n)
         self._starts, self._sizes = layout(self.bits, m)
-        self._obase = np.concatenate([[0], np.cumsum((1 << self._sizes) + 1)]).astype(np.int64)
+        self._prefix = np.minimum(self._sizes, PREFIX_BITS)
+        self._obase = np.concatenate([[0], np.cumsum((1 << self._prefix) + 1)]).astype(np.int64)
         self._offsets = np.empty(self._obase[-1], np.uint32)
         self._positions = np.empty((m, n), np.uint32)
-        build_tables(self._words, n, self._starts, self._sizes, self._obase[:-1], self._offsets, self._positions)
-        self._order = np.argsort(self._ids[:n], kind="stable").astype(np.uint32)
+        self._suffixes = np.empty((m, n if (self._sizes > self._prefix).any() else 0), np.uint8)
+        build_tables(self._words, n, self._starts, self._sizes, self._prefix, self._obase[:-1], self._offsets,
+                     self._positions, self._suffixes)
+        ids = self._ids[:n]
+        self._order = (np.arange(n, dtype=np.uint32) if n < 2 or (ids[1:] > ids[:-1]).all()
+                       else np.argsort(ids, kind="stable").astype(np.uint32))
         self._n_main = n
         self._delta = {}
 
     def _args(self) -> tuple:
         return (self._words, self._alive, self._n_main, self._n, self.ntotal, self.bits, self._starts, self._sizes,
-                self._obase[:-1], self._offsets, self._positions, self._binom)
+                self._prefix, self._obase[:-1], self._offsets, self._positions, self._suffixes, self._binom)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k (k <= ntotal): distances (Q, k) int32 and positions (Q, k) int64."""
         qs = to_words(queries)
         out_d = np.empty((len(qs), k), np.int64)
         out_p = np.empty((len(qs), k), np.int64)
-        words, alive, n_main, n, n_alive, bits, *tables = self._args()
+        args = self._args()
         threads = max(1, min(faiss.omp_get_max_threads(), len(qs)))
         bounds = np.linspace(0, len(qs), threads + 1).astype(int)
 
         def run(lo: int, hi: int) -> None:
-            _knn_batch(qs, lo, hi, k, words, alive, n_main, n, n_alive, bits, *tables, out_d, out_p)
+            _knn_batch(qs, lo, hi, k, *args, out_d, out_p)
 
         if threads == 1:
             run(0, len(qs))
@@ -428,10 +415,10 @@ class MultiIndex:
     def range_search(self, queries: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query (distances int32, positions int64) of every item within ``radius``, in order."""
         qs = to_words(queries)
-        words, alive, n_main, n, n_alive, bits, *tables = self._args()
+        args = self._args()
         out = []
         for i in range(len(qs)):
-            keys = _range_one(qs[i: i + 1], radius, words, alive, n_main, n, n_alive, *tables)
+            keys = _search_one(qs[i: i + 1], 0, radius, *args)
             out.append(((keys >> 32).astype(np.int32), keys & 0xFFFFFFFF))
         return out
 
