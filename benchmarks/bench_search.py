@@ -10,7 +10,7 @@ run 1,000 queries for exact top-1/10/100 with 2 threads on both, assert identica
 ids (ids = insertion positions, so FAISS's labels compare directly), report time per query.
 Memory: codes are generated in chunks into one array; the MIH index is built, searched and freed
 before the FAISS index is built, so the peak holds one index at a time.
-The PostgreSQL store section (--pg-n) times exact and HNSW search and measures HNSW recall.
+The PostgreSQL store has its own script, benchmarks/bench_pg.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import gc
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +28,7 @@ import faiss
 import numpy as np
 
 from cmhash.codes import pack
-from cmhash.index import HashIndex, PgVectorStore
-from cmhash.index.pg_server import embedded_server
+from cmhash.index import HashIndex
 from cmhash.io import atomic_write_text
 
 THREADS, KS, CHUNK, BIG = 2, (1, 10, 100), 1 << 20, 50_000_000
@@ -181,60 +179,6 @@ def bench_scale(args: argparse.Namespace, write) -> list[str]:
     return section()
 
 
-def recall_at_k(approx: tuple[np.ndarray, np.ndarray], exact: tuple[np.ndarray, np.ndarray], k: int):
-    """(tie-aware recall, id-overlap recall). Tie-aware: a returned item counts if its distance is
-    <= the exact k-th distance, since many items tie at the cut-off and any of them is correct."""
-    kth = exact[0][:, -1:]
-    tie_aware = float(np.minimum((approx[0] <= kth).sum(1), k).mean() / k)
-    overlap = float(np.mean([len(np.intersect1d(a, e)) / k for a, e in zip(approx[1], exact[1])]))
-    return tie_aware, overlap
-
-
-def bench_pgvector(n: int, nq: int, bits: int, k: int, method: str, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    learned = Learned(method, bits, 200_000, nq, 2.0, seed)
-    db = np.empty((n, bits // 8), np.uint8)
-    learned.fill(db, rng)
-    queries = learned.queries
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        server = embedded_server(Path(tmp) / "pg", cleanup_mode="delete")
-        with PgVectorStore(server.get_uri(), bits=bits) as store:
-            _, t_insert = timed(lambda: store.add_with_ids(db, np.arange(n), modality="image"))
-            reference = HashIndex(bits, "mih")
-            reference.add_with_ids(db, np.arange(n))
-            want = reference.search(queries, k)
-            exact, t_exact = timed(lambda: store.search(queries, k, modality="image"))
-            assert np.array_equal(exact[0], want[0]) and np.array_equal(exact[1], want[1])
-            _, t_build = timed(store.build_hnsw)
-            lines = [
-                f"## PostgreSQL + pgvector: {n:,} learned {bits}-bit codes, {nq} queries, top-{k}",
-                "",
-                f"Insert (binary COPY, one transaction): {t_insert:.1f} s ({n / t_insert:,.0f} rows/s); "
-                f"HNSW build (m=16, ef_construction=64): {t_build:.0f} s; load {load()}.",
-                "",
-                "| search | latency per query (ms) | recall@k tie-aware | recall@k id overlap |",
-                "|---|---:|---:|---:|",
-                f"| exact (scan, ordered by distance then insertion; equals HashIndex) | {t_exact / nq * 1e3:.1f} "
-                "| 1 | 1 |",
-            ]
-            t_mih = timed(lambda: reference.search(queries, k))[1]
-            lines.append(f"| HashIndex mih, same codes (for scale) | {t_mih / nq * 1e3:.3f} | 1 | 1 |")
-            for ef in (100, 200, 400):
-                approx, t = timed(lambda: store.search(queries, k, modality="image", exact=False, ef_search=ef))
-                tie, overlap = recall_at_k(approx, exact, k)
-                lines.append(f"| HNSW ef_search={ef} | {t / nq * 1e3:.1f} | {tie:.3f} | {overlap:.3f} |")
-        server.cleanup()
-    return lines + [
-        "",
-        "Exact top-k in PostgreSQL stays a scan: pgvector's only indexes for `bit` columns are HNSW and "
-        "IVFFlat with `bit_hamming_ops` (and `bit_jaccard_ops`), both approximate; there is no exact "
-        "sub-linear Hamming index in pgvector. Exactness in SQL would need MIH built by hand (substring "
-        "columns with B-tree indexes, probed radius by radius); not built here.",
-        "",
-    ]
-
-
 PAPER = """## Why uniform random codes gain little (the paper's analysis)
 
 Norouzi, Punjani & Fleet (TPAMI 2014, sec. 4) bound MIH's cost by the number of substring probes
@@ -269,8 +213,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", type=int, default=200_000, help="distinct learned codes before replication")
     parser.add_argument("--method", default="scm", help="the trained model behind the learned codes")
     parser.add_argument("--flips", type=float, default=2.0, help="expected flipped bits per replica")
-    parser.add_argument("--pg-n", type=int, default=0, help="PostgreSQL section size (0: skip)")
-    parser.add_argument("--pg-queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/benchmarks-search.md")
     args = parser.parse_args(argv)
@@ -287,10 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             "same load, so the speed-up is the figure to read; absolute times are inflated by the load.",
             "", *body, PAPER]))
 
-    body = bench_scale(args, write)
-    if args.pg_n:
-        body += bench_pgvector(args.pg_n, args.pg_queries, 64, 100, args.method, args.seed)
-    write(body, finished=True)
+    write(bench_scale(args, write), finished=True)
     print(Path(args.out).read_text())
 
 
