@@ -9,7 +9,7 @@ import pytest
 
 from cmhash.codes import hamming, unpack
 from cmhash.data import DataError
-from cmhash.index import MISSING_DISTANCE, MISSING_ID, HashIndex
+from cmhash.index import HashIndex
 from cmhash.index import hash_index as hash_index_module
 
 KINDS = ["flat", "mih"]
@@ -20,14 +20,10 @@ def random_codes(n: int, bits: int, seed: int) -> np.ndarray:
 
 
 def brute_knn(query: np.ndarray, db: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference: distance ascending, ties in insertion order, padded with -1 / MISSING_DISTANCE."""
+    """Reference (distances, ids): distance ascending, ties in insertion order, min(k, N) columns."""
     d = hamming(query, db)
     order = np.argsort(d, axis=1, kind="stable")[:, :k]
-    out_ids = np.full((len(query), k), MISSING_ID)
-    out_d = np.full((len(query), k), MISSING_DISTANCE, dtype=np.int32)
-    out_ids[:, :order.shape[1]] = ids[order]
-    out_d[:, :order.shape[1]] = np.take_along_axis(d, order, axis=1)
-    return out_ids, out_d
+    return np.take_along_axis(d, order, axis=1), ids[order]
 
 
 def brute_range(query: np.ndarray, db: np.ndarray, ids: np.ndarray, radius: int) -> list:
@@ -36,13 +32,13 @@ def brute_range(query: np.ndarray, db: np.ndarray, ids: np.ndarray, radius: int)
     for row in d:
         hit = np.nonzero(row <= radius)[0]
         hit = hit[np.argsort(row[hit], kind="stable")]
-        result.append((ids[hit], row[hit]))
+        result.append((row[hit], ids[hit]))
     return result
 
 
 def assert_same_ranges(got: list, want: list) -> None:
     assert len(got) == len(want)
-    for (gi, gd), (wi, wd) in zip(got, want):
+    for (gd, gi), (wd, wi) in zip(got, want):
         np.testing.assert_array_equal(gi, wi)
         np.testing.assert_array_equal(gd, wd)
 
@@ -60,20 +56,20 @@ def data():
 def test_search_equals_brute_force(data, kind, k):
     db, ids, q = data
     index = HashIndex(16, kind)
-    index.add(ids, db)
-    got_ids, got_d = index.search(q, k)
-    want_ids, want_d = brute_knn(q, db, ids, k)
+    index.add_with_ids(db, ids)
+    got_d, got_ids = index.search(q, k)
+    want_d, want_ids = brute_knn(q, db, ids, k)
     np.testing.assert_array_equal(got_d, want_d)
     np.testing.assert_array_equal(got_ids, want_ids)
     assert got_ids.dtype == np.int64 and got_d.dtype == np.int32
 
 
-@pytest.mark.parametrize("kind,mih_bits", [("flat", None), ("mih", None), ("mih", 8), ("mih", 4)])
+@pytest.mark.parametrize("kind,tables", [("flat", None), ("mih", None), ("mih", 2), ("mih", 4)])
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 5])
-def test_range_search_equals_brute_force(data, kind, mih_bits, radius):
+def test_range_search_equals_brute_force(data, kind, tables, radius):
     db, ids, q = data
-    index = HashIndex(16, kind, mih_bits=mih_bits)
-    index.add(ids, db)
+    index = HashIndex(16, kind, tables=tables)
+    index.add_with_ids(db, ids)
     assert_same_ranges(index.range_search(q, radius), brute_range(q, db, ids, radius))
 
 
@@ -83,11 +79,11 @@ def test_64_bit_codes_accept_pm1_and_packed(kind):
     q = random_codes(10, 64, seed=4)
     ids = np.arange(3000, dtype=np.int64) * 5
     index = HashIndex(64, kind)
-    index.add(ids[:1500], unpack(db[:1500], 64))  # ±1 int8
-    index.add(ids[1500:], db[1500:])  # packed uint8
-    want_ids, want_d = brute_knn(q, db, ids, 50)
+    index.add_with_ids(unpack(db[:1500], 64), ids[:1500])  # ±1 int8
+    index.add_with_ids(db[1500:], ids[1500:])  # packed uint8
+    want_d, want_ids = brute_knn(q, db, ids, 50)
     for query in (q, unpack(q, 64)):
-        got_ids, got_d = index.search(query, 50)
+        got_d, got_ids = index.search(query, 50)
         np.testing.assert_array_equal(got_ids, want_ids)
         np.testing.assert_array_equal(got_d, want_d)
     # Queries near items, so small radii have hits: flip one bit of some stored codes.
@@ -101,46 +97,55 @@ def test_64_bit_codes_accept_pm1_and_packed(kind):
 def test_remove_keeps_insertion_order_and_counts(data, kind):
     db, ids, q = data
     index = HashIndex(16, kind)
-    index.add(ids, db)
+    index.add_with_ids(db, ids)
     gone = ids[::3]
-    assert index.remove(np.concatenate([gone, [10**9]])) == len(gone)  # unknown id ignored
-    assert index.remove(gone) == 0
+    assert index.remove_ids(np.concatenate([gone, [10**9]])) == len(gone)  # unknown id ignored
+    assert index.remove_ids(gone) == 0
     keep = np.ones(len(ids), bool)
     keep[::3] = False
     assert len(index) == index.ntotal == keep.sum()
-    want_ids, want_d = brute_knn(q, db[keep], ids[keep], 40)
-    got_ids, got_d = index.search(q, 40)
+    want_d, want_ids = brute_knn(q, db[keep], ids[keep], 40)
+    got_d, got_ids = index.search(q, 40)
     np.testing.assert_array_equal(got_ids, want_ids)
     np.testing.assert_array_equal(got_d, want_d)
     assert_same_ranges(index.range_search(q, 2), brute_range(q, db[keep], ids[keep], 2))
-    index.add(gone, db[::3])  # removed ids may come back, now last in insertion order
+    index.add_with_ids(db[::3], gone)  # removed ids may come back, now last in insertion order
     order = np.concatenate([np.nonzero(keep)[0], np.nonzero(~keep)[0]])
-    np.testing.assert_array_equal(index.search(q, 40)[0], brute_knn(q, db[order], ids[order], 40)[0])
+    np.testing.assert_array_equal(index.search(q, 40)[1], brute_knn(q, db[order], ids[order], 40)[1])
 
 
-def test_empty_index_pads_results():
-    index = HashIndex(32, "mih")
-    got_ids, got_d = index.search(random_codes(3, 32, seed=5), 4)
-    assert (got_ids == MISSING_ID).all() and (got_d == MISSING_DISTANCE).all()
-    assert [len(i) for i, _ in index.range_search(random_codes(3, 32, seed=5), 3)] == [0, 0, 0]
+@pytest.mark.parametrize("kind", KINDS)
+def test_k_is_capped_at_the_index_size(data, kind):
+    """k = 10**9 returns every item once (no (Q, 10**9) padding: that cost 20 GB and 189 s)."""
+    db, ids, q = data
+    index = HashIndex(16, kind)
+    assert [a.shape for a in index.search(q[:3], 4)] == [(3, 0), (3, 0)]
+    assert [len(i) for _, i in index.range_search(q[:3], 3)] == [0, 0, 0]
+    index.add_with_ids(db[:500], ids[:500])
+    got_d, got_ids = index.search(q, 10**9)
+    assert got_ids.shape == (len(q), 500)
+    want_d, want_ids = brute_knn(q, db[:500], ids[:500], 500)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_array_equal(got_d, want_d)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_duplicate_ids_are_rejected_whole(data, kind):
     db, ids, _ = data
     index = HashIndex(16, kind)
-    index.add(ids[:10], db[:10])
+    index.add_with_ids(db[:10], ids[:10])
     with pytest.raises(ValueError, match=f"id {ids[5]} is already in the index"):
-        index.add(ids[5:20], db[5:20])
+        index.add_with_ids(db[5:20], ids[5:20])
     assert len(index) == 10  # nothing of the failed batch went in
     with pytest.raises(ValueError, match="repeated"):
-        index.add(np.array([7, 7]), db[:2])
+        index.add_with_ids(db[:2], np.array([7, 7]))
 
 
 @pytest.mark.parametrize("bad,match", [
     (dict(bits=12), "multiple of 8"),
     (dict(bits=16, kind="ivf"), "kind must be one of"),
-    (dict(bits=16, kind="mih", mih_bits=5), "mih_bits must divide"),
+    (dict(bits=64, kind="mih", tables=1), "tables must be an integer in \\[2, 64\\]"),
+    (dict(bits=16, kind="flat", tables=2), "'mih' kind only"),
     (dict(bits=16, metadata={"x": object()}), "JSON-serialisable"),
 ])
 def test_bad_construction(bad, match):
@@ -152,16 +157,16 @@ def test_bad_codes_ids_and_arguments():
     index = HashIndex(16)
     good = random_codes(2, 16, seed=6)
     cases = [
-        (lambda: index.add([1, 2], good[:, :1]), "packed uint8 of shape \\(N, 2\\)"),
-        (lambda: index.add([1, 2], np.zeros((2, 16), np.int8)), "only -1 and \\+1"),
-        (lambda: index.add([1, 2], good[0]), "must be 2-D"),
-        (lambda: index.add([1], good), "one id per code"),
-        (lambda: index.add([1.5, 2.5], good), "must be integers"),
-        (lambda: index.add([-1, 2], good), ">= 0"),
+        (lambda: index.add_with_ids(good[:, :1], [1, 2]), "packed uint8 of shape \\(N, 2\\)"),
+        (lambda: index.add_with_ids(np.zeros((2, 16), np.int8), [1, 2]), "only -1 and \\+1"),
+        (lambda: index.add_with_ids(good[0], [1, 2]), "must be 2-D"),
+        (lambda: index.add_with_ids(good, [1]), "one id per code"),
+        (lambda: index.add_with_ids(good, [1.5, 2.5]), "must be integers"),
+        (lambda: index.add_with_ids(good, [-1, 2]), ">= 0"),
         (lambda: index.search(good, 0), "k must be an integer >= 1"),
         (lambda: index.search(good.astype(np.int64), 1), "queries"),
         (lambda: index.range_search(good, 17), "radius must be an integer in \\[0, 16\\]"),
-        (lambda: index.remove(np.array([[1]])), "must be 1-D"),
+        (lambda: index.remove_ids(np.array([[1]])), "must be 1-D"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
@@ -172,8 +177,8 @@ def test_bad_codes_ids_and_arguments():
 def test_save_load_round_trip(tmp_path, data, kind):
     db, ids, q = data
     index = HashIndex(16, kind, {"model": "dcmh@abc", "method": "dcmh"})
-    index.add(ids, db)
-    index.remove(ids[:7])
+    index.add_with_ids(db, ids)
+    index.remove_ids(ids[:7])
     path = tmp_path / "codes.idx"
     index.save(path)
     loaded = HashIndex.load(path, expect_bits=16, expect_model="dcmh@abc")
@@ -181,7 +186,7 @@ def test_save_load_round_trip(tmp_path, data, kind):
     for a, b in zip(loaded.search(q, 25), index.search(q, 25)):
         np.testing.assert_array_equal(a, b)
     assert_same_ranges(loaded.range_search(q, 3), index.range_search(q, 3))
-    loaded.add([10**7], db[:1])  # the loaded index stays usable
+    loaded.add_with_ids(db[:1], [10**7])  # the loaded index stays usable
     assert len(loaded) == len(index) + 1
 
 
@@ -189,10 +194,10 @@ def test_save_is_atomic_under_a_crash(tmp_path, data, monkeypatch):
     db, ids, _ = data
     path = tmp_path / "codes.idx"
     old = HashIndex(16, metadata={"model": "old"})
-    old.add(ids[:5], db[:5])
+    old.add_with_ids(db[:5], ids[:5])
     old.save(path)
     new = HashIndex(16, metadata={"model": "new"})
-    new.add(ids, db)
+    new.add_with_ids(db, ids)
 
     def crash(*args, **kwargs):
         raise OSError("disk full (simulated)")
@@ -210,7 +215,7 @@ def test_load_mismatches_and_corruption(tmp_path, data):
     db, ids, _ = data
     path = tmp_path / "codes.idx"
     index = HashIndex(16, metadata={"model": "m1"})
-    index.add(ids, db)
+    index.add_with_ids(db, ids)
     index.save(path)
     with pytest.raises(DataError, match="16-bit codes, expected 64"):
         HashIndex.load(path, expect_bits=64)
@@ -227,15 +232,20 @@ def test_load_mismatches_and_corruption(tmp_path, data):
     for bad in (truncated, flipped, text):
         with pytest.raises(DataError, match=str(bad.name)):
             HashIndex.load(bad)
+    empty = tmp_path / "empty.idx"
+    empty.touch()
+    with pytest.raises(DataError, match="index file is empty \\(0 bytes\\)"):
+        HashIndex.load(empty)
+        with pytest.raises(DataError, match=str(bad.name)):
+            HashIndex.load(bad)
 
-    def rewrite(header_patch: dict | None = None, payload: np.ndarray | None = None) -> None:
+    def rewrite(header_patch: dict | None = None, **arrays: np.ndarray) -> None:
         import json
         with np.load(path) as z:
-            header, stored = json.loads(str(z["header"])), z["payload"]
+            header, stored = json.loads(str(z["header"])), {"codes": z["codes"], "ids": z["ids"]}
         header.update(header_patch or {})
         with open(tmp_path / "patched.idx", "wb") as f:
-            np.savez(f, header=np.array(json.dumps(header)),
-                     payload=stored if payload is None else payload)
+            np.savez(f, header=np.array(json.dumps(header)), **{**stored, **arrays})
 
     rewrite({"version": 99})
     with pytest.raises(DataError, match="version 99 is not supported"):
@@ -243,10 +253,13 @@ def test_load_mismatches_and_corruption(tmp_path, data):
     rewrite({"format": "something-else"})
     with pytest.raises(DataError, match="not a cmhash index file"):
         HashIndex.load(tmp_path / "patched.idx")
-    rewrite(payload=np.frombuffer(b"garbage!" * 8, np.uint8))
-    with pytest.raises(DataError, match="payload"):
+    rewrite(codes=np.frombuffer(b"garbage!" * 8, np.uint8))
+    with pytest.raises(DataError, match="corrupt index contents"):
         HashIndex.load(tmp_path / "patched.idx")
-    rewrite({"bits": 32})  # header and payload disagree
-    with pytest.raises(DataError, match="expected an id-mapped 32-bit index"):
+    rewrite({"bits": 32})  # header and codes disagree
+    with pytest.raises(DataError, match="packed uint8 of shape \\(N, 4\\)"):
+        HashIndex.load(tmp_path / "patched.idx")
+    rewrite(ids=np.zeros(len(ids), np.int64))
+    with pytest.raises(DataError, match="repeated"):
         HashIndex.load(tmp_path / "patched.idx")
     assert zipfile.is_zipfile(path)  # the documented container

@@ -238,3 +238,18 @@ def test_plots_write_png_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["p_at_k.png", "pr.png"]
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_pr_curves({}, tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize("seed,q,n,bits,classes", [(0, 37, 101, 8, 5), (1, 20, 300, 128, 70), (2, 9, 64, 16, 3)])
+def test_counting_path_matches_reference(seed, q, n, bits, classes):
+    """Without NDCG, metrics come from per-distance counts (no sort): same values as the reference,
+    also for codes and label sets longer than one 64-bit word."""
+    case = random_case(seed, q, n, bits, classes)
+    ks = (1, 5, n)
+    pq = per_query_metrics(*case, ks=ks)
+    reference = ref.per_query(*case, ks=ks)
+    assert pq.ndcg_at.shape == (q, 0)
+    assert np.array_equal(pq.num_relevant, [r["num_relevant"] for r in reference])
+    for key in ("ap", "ap_at", "precision_at", "recall_at", "radius_precision", "radius_recall"):
+        np.testing.assert_allclose(np.asarray(getattr(pq, key), dtype=float).reshape(q, -1),
+                                   ref.values(reference, key), rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=key)

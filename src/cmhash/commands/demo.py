@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     bits = max(models)
     model = models[bits]
     index = HashIndex(bits, metadata={"model": model.name})
-    index.add(database.ids, model.encode_image(database.image))
+    index.add_with_ids(model.encode_image(database.image), database.ids)
     console.print(f"\nIndexed {len(index)} database images with the {bits}-bit model; text queries:")
     picks = np.linspace(0, len(query) - 1, args.queries).astype(int)
-    ids, dists = index.search(model.encode_text(query.text[picks]), args.k)
+    dists, ids = index.search(model.encode_text(query.text[picks]), args.k)
     row_of = {int(i): r for r, i in enumerate(database.ids)}
     for qi, found, dist in zip(picks, ids, dists):
         wanted = ", ".join(ds.label_name(c) for c in np.flatnonzero(query.labels[qi]))

@@ -51,8 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--split", default="database", help="split to index (default: %(default)s)")
     b.add_argument("--modality", choices=("image", "text", "both"), default="image",
                    help="which codes to index; queries of either modality search them (default: %(default)s)")
-    b.add_argument("--out", help="index file to write (.npz), plus OUT.items.jsonl (item metadata)")
-    b.add_argument("--kind", choices=("flat", "mih"), default="flat", help="HashIndex kind (default: %(default)s)")
+    b.add_argument("--out", help="index file to write (.npz), plus OUT.items.<digest>.jsonl (item metadata)")
+    b.add_argument("--kind", choices=("flat", "mih"), default="flat",
+                   help="HashIndex kind: flat (exhaustive scan) or mih (exact multi-index hashing, sub-linear; "
+                   "recommended from about a million items) (default: %(default)s)")
     b.add_argument("--manifest", help="the `cmhash encode` manifest, to show captions and image paths in results")
     add_store_args(b)
     b.set_defaults(func=build)

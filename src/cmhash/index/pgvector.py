@@ -64,8 +64,8 @@ class PgVectorStore:
         if found != f"bit({self.bits})":
             raise ValueError(f"table {self.table!r} holds codes of type {found}, not bit({self.bits})")
 
-    def add(self, ids: np.ndarray, codes: np.ndarray, *, modality: str = DEFAULT_MODALITY,
-            metadata: Sequence[dict[str, Any] | None] | None = None) -> None:
+    def add_with_ids(self, codes: np.ndarray, ids: np.ndarray, *, modality: str = DEFAULT_MODALITY,
+                     metadata: Sequence[dict[str, Any] | None] | None = None) -> None:
         """Insert by binary COPY in one transaction; an (modality, id) already present adds nothing."""
         x = packed_codes(codes, self.bits)
         ids = new_ids(ids, len(x))
@@ -81,7 +81,7 @@ class PgVectorStore:
         except psycopg.errors.UniqueViolation as e:
             raise ValueError(f"table {self.table!r}: {e.diag.message_detail} Remove it first.") from None
 
-    def remove(self, ids: np.ndarray, *, modality: str = DEFAULT_MODALITY) -> int:
+    def remove_ids(self, ids: np.ndarray, *, modality: str = DEFAULT_MODALITY) -> int:
         """Delete the given ids of ``modality``; returns how many rows were removed."""
         ids = int_ids(ids)
         cur = self._conn.execute(self._sql("DELETE FROM {table} WHERE modality = %s AND id = ANY(%s)"),
@@ -90,7 +90,8 @@ class PgVectorStore:
 
     def search(self, codes: np.ndarray, k: int, *, modality: str = DEFAULT_MODALITY, exact: bool = True,
                ef_search: int = 100) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest by Hamming distance, padded like :meth:`HashIndex.search`.
+        """k nearest by Hamming distance: (distances, ids), each (Q, k) padded with ``MISSING_DISTANCE``
+        / ``MISSING_ID`` where fewer than k rows exist.
 
         ``exact=True``: a full scan ordered by (distance, insertion order) — equal to HashIndex.
         ``exact=False``: the HNSW index (see :meth:`build_hnsw`) with ``hnsw.ef_search``; filtered by
@@ -111,13 +112,13 @@ class PgVectorStore:
                 cur.execute("SELECT set_config('hnsw.ef_search', %s, true), "
                             "set_config('hnsw.iterative_scan', 'strict_order', true)",
                             (str(positive_int(ef_search, "ef_search")),))
-            for row, (found, dist) in enumerate(self._each_query(cur, query, q, modality=modality, k=k)):
+            for row, (dist, found) in enumerate(self._each_query(cur, query, q, modality=modality, k=k)):
                 ids[row, :len(found)], distances[row, :len(found)] = found, dist
-        return ids, distances
+        return distances, ids
 
     def range_search(self, codes: np.ndarray, radius: int, *,
                      modality: str = DEFAULT_MODALITY) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All items within Hamming distance <= radius, per query (ids, distances), HashIndex order."""
+        """All items within Hamming distance <= radius, per query (distances, ids), HashIndex order."""
         q = packed_codes(codes, self.bits, "queries")
         query = self._sql("SELECT id, (code <~> %(q)s)::int AS d FROM {table} "
                           "WHERE modality = %(m)s AND code <~> %(q)s <= %(r)s ORDER BY d, seq")
@@ -130,7 +131,7 @@ class PgVectorStore:
         for code in q:
             rows = cur.execute(query, {"q": Bit(code.tobytes()), "m": modality, **params}).fetchall()
             pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
-            yield pairs[:, 0], pairs[:, 1].astype(np.int32)
+            yield pairs[:, 1].astype(np.int32), pairs[:, 0]
 
     def get_metadata(self, ids: np.ndarray, *, modality: str = DEFAULT_MODALITY) -> list[dict[str, Any] | None]:
         """The metadata stored with each id (None where none was stored); an absent id is a KeyError."""

@@ -17,8 +17,13 @@ Rules, the same in every function here:
   nothing within r is left out of the precision mean at that r. Precision within radius 2
   (``P@r<=2``) instead counts such a query as 0.
 
-Why the speed: per chunk of queries, distances and shared-label counts come from popcounts in
-uint8, the stable ranking from numpy's radix sort of those small integers, and every metric from
+Why the speed: Hamming distances take only bits + 1 values, so without NDCG no sort is needed
+(:func:`_counting_metrics`, compiled): one pass counts, per distance, the items and the relevant
+items; a second pass in database order gives each relevant item its rank, ``items before its
+distance + items at its distance up to it`` (exactly the stable order), and its hit count the same
+way. AP, AP@K, P@K, R@K and the radius curve follow from those counts. NDCG needs each rank's
+graded gain: per chunk of queries, distances and shared-label counts come from popcounts in uint8,
+the stable ranking from numpy's radix sort of those small integers, and every metric from
 cumulative hit counts along the ranked list (row dot products), with no per-query Python.
 """
 
@@ -29,7 +34,10 @@ from typing import Iterable, Literal
 
 import numpy as np
 
+from numba import njit
+
 from cmhash.codes import bit_words, pairwise_popcount
+from cmhash.popcount import popcount
 
 EmptyRule = Literal["skip", "zero"]
 EMPTY_RULES: tuple[str, ...] = ("skip", "zero")
@@ -128,14 +136,92 @@ def per_query_metrics(query_codes: np.ndarray, db_codes: np.ndarray, query_label
         chunk_size = max(1, CHUNK_PAIRS // n)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    q_words, q_label_words = bit_words(q_codes > 0), bit_words(q_labels)
+    if not ndcg_ks:
+        return _counted(q_words, bit_words(d_codes > 0), q_label_words, bit_words(d_labels), q_codes.shape[1],
+                        ks, radius_curve)
     ranker = _ChunkRanker(bit_words(d_codes > 0), bit_words(d_labels), q_codes.shape[1], q_labels.shape[1],
                           ks, ndcg_ks, radius_curve)
-    q_words, q_label_words = bit_words(q_codes > 0), bit_words(q_labels)
     parts = [ranker(q_words[s:s + chunk_size], q_label_words[s:s + chunk_size])
              for s in range(0, len(q_codes), chunk_size)]
     return PerQueryMetrics(ks=ks, ndcg_ks=ndcg_ks, **{
         f.name: np.concatenate([p[f.name] for p in parts]) for f in fields(PerQueryMetrics)
         if f.name not in ("ks", "ndcg_ks")})
+
+
+def _counted(q_words: np.ndarray, d_words: np.ndarray, q_label_words: np.ndarray, d_label_words: np.ndarray,
+             bits: int, ks: tuple[int, ...], radius_curve: bool) -> PerQueryMetrics:
+    """Every metric but NDCG by counting (see the module docstring)."""
+    nq = len(q_words)
+    num_relevant = np.empty(nq, np.int64)
+    ap_sum = np.empty(nq)
+    top_hits, top_sums = np.zeros((nq, len(ks)), np.int64), np.zeros((nq, len(ks)))
+    within, relevant_within = np.empty((nq, bits + 1), np.int64), np.empty((nq, bits + 1), np.int64)
+    _counting_metrics(q_words, d_words, q_label_words, d_label_words, bits, np.asarray(ks, np.int64),
+                      num_relevant, ap_sum, top_hits, top_sums, within, relevant_within)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN marks "undefined"
+        ks_ = np.asarray(ks, dtype=np.float64)
+        curve = {"radius_precision": relevant_within / within, "radius_recall": relevant_within / num_relevant[:, None]}
+        if not radius_curve:
+            curve = {name: np.zeros((nq, 0)) for name in curve}
+        return PerQueryMetrics(
+            num_relevant=num_relevant, ap=ap_sum / num_relevant, ks=ks,
+            ap_at=np.where(top_hits > 0, top_sums / np.maximum(top_hits, 1), 0.0),
+            precision_at=top_hits / ks_, recall_at=top_hits / num_relevant[:, None],
+            ndcg_ks=(), ndcg_at=np.zeros((nq, 0)), **curve)
+
+
+@njit(cache=True, nogil=True)
+def _counting_metrics(q_words, d_words, q_label_words, d_label_words, bits, ks,
+                      num_relevant, ap_sum, top_hits, top_sums, within, relevant_within):
+    n, width = len(d_words), bits + 1
+    rel_dist = np.empty(n, np.int32)  # per relevant item, in database order: its distance
+    rel_slot = np.empty(n, np.int32)  # and how many items at that distance come before it
+    for i in range(len(q_words)):
+        items = np.zeros(width, np.int64)
+        hits = np.zeros(width, np.int64)
+        found = 0
+        if d_words.shape[1] == 1 and d_label_words.shape[1] == 1:  # the common case, unrolled
+            code, labels = q_words[i, 0], q_label_words[i, 0]
+            for j in range(n):  # branch-free: relevance decides only how far ``found`` advances
+                d = np.int64(popcount(code ^ d_words[j, 0]))
+                is_relevant = np.int64((labels & d_label_words[j, 0]) != 0)
+                rel_dist[found], rel_slot[found] = d, items[d]
+                found += is_relevant
+                items[d] += 1
+                hits[d] += is_relevant
+        else:
+            for j in range(n):
+                d = np.int64(0)
+                for w in range(d_words.shape[1]):
+                    d += popcount(q_words[i, w] ^ d_words[j, w])
+                shared = np.uint64(0)
+                for w in range(d_label_words.shape[1]):
+                    shared |= q_label_words[i, w] & d_label_words[j, w]
+                is_relevant = np.int64(shared != 0)
+                rel_dist[found], rel_slot[found] = d, items[d]
+                found += is_relevant
+                items[d] += 1
+                hits[d] += is_relevant
+        before = np.zeros(width, np.int64)  # items ranked before each distance
+        hit = np.zeros(width, np.int64)     # relevant items ranked before each distance, then running
+        for t in range(1, width):
+            before[t], hit[t] = before[t - 1] + items[t - 1], hit[t - 1] + hits[t - 1]
+        within[i] = before + items
+        relevant_within[i] = hit + hits
+        num_relevant[i] = found
+        total = 0.0
+        for r in range(found):
+            d = rel_dist[r]
+            rank = before[d] + rel_slot[r] + 1
+            hit[d] += 1
+            precision = hit[d] / rank
+            total += precision
+            for c in range(len(ks)):
+                if rank <= ks[c]:
+                    top_hits[i, c] += 1
+                    top_sums[i, c] += precision
+        ap_sum[i] = total
 
 
 def summarize(per_query: PerQueryMetrics, empty: EmptyRule = "skip",

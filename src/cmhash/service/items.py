@@ -8,6 +8,7 @@ keeps the same dict in each row's ``metadata`` column.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -60,17 +61,32 @@ def item_records(dataset: CrossModalDataset, rows: np.ndarray, label_names: list
 
 
 def items_path(index_path: str | os.PathLike) -> Path:
-    index_path = Path(index_path)
-    return index_path.with_name(index_path.name + ".items.jsonl")
+    """The sidecar that the index file at ``index_path`` names in its header."""
+    from cmhash.index import HashIndex
+
+    return Path(index_path).with_name(HashIndex.read_header(index_path)["metadata"]["items"]["file"])
 
 
 def write_items(index_path: str | os.PathLike, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write the sidecar of ``index_path`` atomically; returns the record the index header keeps."""
-    path = items_path(index_path)
+    """Write a new sidecar for ``index_path``; returns the record the index header keeps.
+
+    Its name carries its digest (``<index>.items.<sha256[:16]>.jsonl``), so it never replaces the
+    sidecar of the index file still in place: saving the index that names it is the one switch.
+    """
     data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    path = Path(index_path).with_name(f"{Path(index_path).name}.items.{digest[:16]}.jsonl")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "count": len(entries)}
+    return {"file": path.name, "sha256": digest, "count": len(entries)}
+
+
+def remove_stale_parts(index_path: str | os.PathLike, keep: str) -> None:
+    """After the switch: delete the sidecars of earlier builds and the temporaries of killed ones."""
+    folder, name = Path(index_path).parent, glob.escape(Path(index_path).name)
+    for path in [*folder.glob(f"{name}.items*.jsonl"), *folder.glob(f".{name}.*.tmp")]:
+        if path.name != keep:
+            path.unlink(missing_ok=True)
 
 
 def read_items(index_path: str | os.PathLike, record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from cmhash.data.dataset import DataError
 from cmhash.index import MISSING_ID, HashIndex, PgVectorStore
-from cmhash.service.items import read_items, write_items
+from cmhash.service.items import read_items, remove_stale_parts, write_items
 
 HEADER_MODALITY = "_index"
 Part = tuple[str, np.ndarray, list[dict[str, Any]]]  # (modality, ±1 codes (N, bits), one record per code)
@@ -77,11 +77,17 @@ class FileStore:
     @classmethod
     def build(cls, out: str | os.PathLike, bits: int, kind: str, metadata: dict[str, Any],
               parts: list[Part]) -> FileStore:
-        """Write the sidecar, then the index whose header holds the sidecar's digest (each atomic)."""
+        """Write a new sidecar beside the current pair, then switch to the index naming it (one rename).
+
+        A build that fails or is killed before the switch leaves the previous index and its sidecar
+        usable; the next build removes what it left behind.
+        """
         entries = [{"modality": modality, **record} for modality, _, records in parts for record in records]
-        index = HashIndex(bits, kind, {**metadata, "items": write_items(out, entries)})
-        index.add(np.arange(len(entries)), np.concatenate([codes for _, codes, _ in parts]))
+        index = HashIndex(bits, kind, metadata)  # checks bits and kind before anything is written
+        index.add_with_ids(np.concatenate([codes for _, codes, _ in parts]), np.arange(len(entries)))
+        index.metadata["items"] = write_items(out, entries)
         index.save(out)
+        remove_stale_parts(out, keep=index.metadata["items"]["file"])
         return cls(index, entries, out)
 
     @classmethod
@@ -92,7 +98,7 @@ class FileStore:
                             source=str(path), field="metadata.items")
         return cls(index, read_items(path, index.metadata["items"]), path)
 
-    def _hits(self, ids: np.ndarray, distances: np.ndarray) -> list[Hit]:
+    def _hits(self, distances: np.ndarray, ids: np.ndarray) -> list[Hit]:
         hits = []
         for entry_id, distance in zip(ids.tolist(), distances.tolist()):
             if entry_id == MISSING_ID:  # padding of a row shorter than k, not a result
@@ -102,8 +108,8 @@ class FileStore:
         return hits
 
     def search(self, code: np.ndarray, k: int) -> list[Hit]:
-        ids, distances = self.index.search(code, k)
-        return self._hits(ids[0], distances[0])
+        distances, ids = self.index.search(code, k)
+        return self._hits(distances[0], ids[0])
 
     def within(self, code: np.ndarray, radius: int) -> list[Hit]:
         return self._hits(*self.index.range_search(code, radius)[0])
@@ -149,10 +155,10 @@ class PgStore:
             raise DataError(f"table {store.table!r} already holds {rows} rows: drop it, or pass another "
                             "table name", field="table")
         for modality, codes, records in parts:
-            store.add(np.array([r["id"] for r in records], dtype=np.int64), codes, modality=modality,
-                      metadata=[{k: v for k, v in r.items() if k != "id"} for r in records])
-        store.add(np.zeros(1, np.int64), np.zeros((1, bits // 8), np.uint8), modality=HEADER_MODALITY,
-                  metadata=[metadata])
+            store.add_with_ids(codes, np.array([r["id"] for r in records], dtype=np.int64), modality=modality,
+                               metadata=[{k: v for k, v in r.items() if k != "id"} for r in records])
+        store.add_with_ids(np.zeros((1, bits // 8), np.uint8), np.zeros(1, np.int64), modality=HEADER_MODALITY,
+                           metadata=[metadata])
         return cls(store, metadata)
 
     @classmethod
@@ -175,7 +181,7 @@ class PgStore:
         with self._lock:
             return sum(self.store.count(m) for m in self.metadata["modalities"])
 
-    def _hits(self, modality: str, ids: np.ndarray, distances: np.ndarray) -> list[Hit]:
+    def _hits(self, modality: str, distances: np.ndarray, ids: np.ndarray) -> list[Hit]:
         keep = ids != MISSING_ID
         ids, distances = ids[keep], distances[keep]
         metadata = self.store.get_metadata(ids, modality=modality) if len(ids) else []
