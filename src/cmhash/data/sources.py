@@ -25,6 +25,17 @@ def parse_kwargs(spec: str) -> dict:
     return out
 
 
+def _known_kwargs(func, kwargs: dict, spec: str) -> dict:
+    """``kwargs`` after checking each is a parameter of ``func`` (else a message, not a TypeError)."""
+    import inspect
+
+    known = [p for p in inspect.signature(func).parameters if p != "seed"]
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        raise DataError(f"dataset {spec!r}: unknown synthetic option {unknown[0]!r}; known: {', '.join(known)}")
+    return kwargs
+
+
 def open_dataset(spec: str, *, protocol: str | None = None, seed: int = 0, format: str | None = None,
                  drop_unlabeled: bool = False) -> CrossModalDataset:
     """The dataset ``spec`` names, with train/query/database splits."""
@@ -34,7 +45,7 @@ def open_dataset(spec: str, *, protocol: str | None = None, seed: int = 0, forma
     if name == "wiki" and not args:
         ds = load_wiki()
     elif name == "synthetic":
-        ds = make_synthetic(**{"seed": seed, **parse_kwargs(args)})
+        ds = make_synthetic(**{"seed": seed, **_known_kwargs(make_synthetic, parse_kwargs(args), spec)})
     else:
         ds = load_dataset(spec, format=format, drop_unlabeled=drop_unlabeled)
     if protocol:

@@ -14,9 +14,11 @@ entries when both are indexed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +27,7 @@ import numpy as np
 
 from cmhash.data.dataset import DataError
 from cmhash.index import MISSING_ID, HashIndex, PgVectorStore
-from cmhash.service.items import read_items, write_items
+from cmhash.service.items import read_items, remove_stale_items, write_items
 
 HEADER_MODALITY = "_index"
 Part = tuple[str, np.ndarray, list[dict[str, Any]]]  # (modality, ±1 codes (N, bits), one record per code)
@@ -44,6 +46,10 @@ class Hit:
         return {"id": self.id, "modality": self.modality, "distance": self.distance, "metadata": self.metadata}
 
 
+class ItemExists(ValueError):
+    """An add named an (id, modality) the store already holds."""
+
+
 class CodeStore(Protocol):
     bits: int
     metadata: dict[str, Any]
@@ -51,17 +57,68 @@ class CodeStore(Protocol):
     def __len__(self) -> int: ...
     def search(self, code: np.ndarray, k: int) -> list[Hit]: ...
     def within(self, code: np.ndarray, radius: int) -> list[Hit]: ...
+    def add(self, item_id: int, modality: str, code: np.ndarray, metadata: dict[str, Any]) -> None: ...
+    def remove(self, item_id: int) -> int: ...
     def info(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
-class FileStore:
-    """A HashIndex file and its item sidecar (see the module docstring)."""
+class ReadWriteLock:
+    """Many readers or one writer: searches run together, a write waits for them and holds them off."""
 
-    def __init__(self, index: HashIndex, entries: list[dict[str, Any]], path: str | os.PathLike):
-        if len(entries) != index.ntotal:
-            raise DataError(f"item sidecar has {len(entries)} entries for {index.ntotal} codes", source=str(path))
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and not self._readers)
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+def check_store_modality(store: CodeStore, modality: str) -> None:
+    if modality not in store.metadata["modalities"]:
+        raise ValueError(f"this index holds {'/'.join(store.metadata['modalities'])} codes; cannot add a "
+                         f"{modality} item")
+
+
+class FileStore:
+    """A HashIndex file and its item sidecar (see the module docstring).
+
+    Writes (:meth:`add`, :meth:`remove`) change the index in memory while no search runs, then save
+    index and sidecar (one atomic switch, see :mod:`cmhash.service.items`) before returning; a failed
+    save reloads the previous files, so memory never holds a state that is not on disk. One
+    writer at a time; searches see the state before or after a write, never half of it.
+    """
+
+    def __init__(self, index: HashIndex, entries: list[dict[str, Any] | None], path: str | os.PathLike):
+        live = sum(e is not None for e in entries)
+        if live != index.ntotal:
+            raise DataError(f"item sidecar has {live} entries for {index.ntotal} codes", source=str(path))
         self.index, self.entries, self.path = index, entries, Path(path)
+        self._lock = ReadWriteLock()
+        self._writer = threading.Lock()
+        self._where: dict[tuple[int, str], int] | None = None  # (item id, modality) -> entry number, built on first write
 
     @property
     def bits(self) -> int:
@@ -77,12 +134,13 @@ class FileStore:
     @classmethod
     def build(cls, out: str | os.PathLike, bits: int, kind: str, metadata: dict[str, Any],
               parts: list[Part]) -> FileStore:
-        """Write the sidecar, then the index whose header holds the sidecar's digest (each atomic)."""
+        """Write the sidecar, then switch to the index whose header names it."""
         entries = [{"modality": modality, **record} for modality, _, records in parts for record in records]
-        index = HashIndex(bits, kind, {**metadata, "items": write_items(out, entries)})
-        index.add(np.arange(len(entries)), np.concatenate([codes for _, codes, _ in parts]))
-        index.save(out)
-        return cls(index, entries, out)
+        index = HashIndex(bits, kind, metadata)
+        _index_add(index, np.arange(len(entries)), np.concatenate([codes for _, codes, _ in parts]))
+        store = cls(index, entries, out)
+        store._save()
+        return store
 
     @classmethod
     def load(cls, path: str | os.PathLike, expect_model: str | None = None) -> FileStore:
@@ -91,6 +149,12 @@ class FileStore:
             raise DataError("index has no item metadata record: build it with `cmhash index build`",
                             source=str(path), field="metadata.items")
         return cls(index, read_items(path, index.metadata["items"]), path)
+
+    def _save(self) -> None:
+        """Sidecar under a new name, then the index naming it (the switch), then old sidecars removed."""
+        self.index.metadata["items"] = write_items(self.path, self.entries)
+        self.index.save(self.path)
+        remove_stale_items(self.path, self.index.metadata["items"])
 
     def _hits(self, ids: np.ndarray, distances: np.ndarray) -> list[Hit]:
         hits = []
@@ -102,11 +166,57 @@ class FileStore:
         return hits
 
     def search(self, code: np.ndarray, k: int) -> list[Hit]:
-        ids, distances = self.index.search(code, k)
-        return self._hits(ids[0], distances[0])
+        with self._lock.reading():
+            ids, distances = _index_search(self.index, code, min(k, max(len(self), 1)))
+            return self._hits(ids[0], distances[0])
 
     def within(self, code: np.ndarray, radius: int) -> list[Hit]:
-        return self._hits(*self.index.range_search(code, radius)[0])
+        with self._lock.reading():
+            return self._hits(*self.index.range_search(code, radius)[0])
+
+    def add(self, item_id: int, modality: str, code: np.ndarray, metadata: dict[str, Any]) -> None:
+        check_store_modality(self, modality)
+        with self._writer:
+            where = self._entry_numbers()
+            if (item_id, modality) in where:
+                raise ItemExists(f"item {item_id} already has a {modality} entry: delete it first")
+            entry = len(self.entries)
+            self._write(lambda: (_index_add(self.index, np.array([entry]), code[None]),
+                                 self.entries.append({"modality": modality, "id": item_id, **metadata})))
+            where[(item_id, modality)] = entry
+
+    def remove(self, item_id: int) -> int:
+        with self._writer:
+            where = self._entry_numbers()
+            found = [((item_id, m), where[(item_id, m)]) for m in self.metadata["modalities"] if (item_id, m) in where]
+            if not found:
+                return 0
+
+            def change() -> None:
+                _index_remove(self.index, np.array([e for _, e in found]))
+                for _, e in found:
+                    self.entries[e] = None
+            self._write(change)
+            for key, _ in found:
+                del where[key]
+            return len(found)
+
+    def _entry_numbers(self) -> dict[tuple[int, str], int]:
+        if self._where is None:
+            self._where = {(e["id"], e["modality"]): n for n, e in enumerate(self.entries) if e is not None}
+        return self._where
+
+    def _write(self, change) -> None:
+        """Apply ``change`` with searches held off, then save; on a failed save go back to the files."""
+        with self._lock.writing():
+            change()
+        try:
+            self._save()
+        except BaseException:
+            previous = FileStore.load(self.path)
+            with self._lock.writing():
+                self.index, self.entries, self._where = previous.index, previous.entries, None
+            raise
 
     def info(self) -> dict[str, Any]:
         return {"store": "file", "path": str(self.path), "kind": self.index.kind, "size": len(self),
@@ -114,6 +224,20 @@ class FileStore:
 
     def close(self) -> None:
         """Nothing to release; here for the CodeStore interface."""
+
+
+# The only calls into HashIndex's add/search (their signatures follow FAISS conventions; keep them here).
+def _index_add(index: HashIndex, ids: np.ndarray, codes: np.ndarray) -> None:
+    index.add(ids, codes)
+
+
+def _index_remove(index: HashIndex, ids: np.ndarray) -> None:
+    index.remove(ids)
+
+
+def _index_search(index: HashIndex, code: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, distances) of the k nearest, each (1, k)."""
+    return index.search(code, k)
 
 
 @dataclass(frozen=True)
@@ -195,6 +319,22 @@ class PgStore:
             found = [self._hits(m, *self.store.range_search(code, radius, modality=m)[0])
                      for m in self.metadata["modalities"]]
         return self._merged(found)
+
+    def add(self, item_id: int, modality: str, code: np.ndarray, metadata: dict[str, Any]) -> None:
+        """One row in one transaction: committed (durable) when this returns."""
+        check_store_modality(self, modality)
+        with self._lock:
+            try:
+                self.store.add(np.array([item_id]), code[None], modality=modality, metadata=[metadata])
+            except ValueError as exc:
+                if "already" in str(exc) or "Remove it first" in str(exc):
+                    raise ItemExists(f"item {item_id} already has a {modality} entry: delete it first") from None
+                raise
+
+    def remove(self, item_id: int) -> int:
+        """Every modality's row of ``item_id``, in one transaction."""
+        with self._lock:
+            return self.store.remove(np.array([item_id]), modality=self.metadata["modalities"])
 
     def info(self) -> dict[str, Any]:
         return {"store": "pg", "table": self.store.table, "size": len(self), **self.metadata}
