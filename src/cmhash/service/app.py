@@ -36,6 +36,7 @@ from cmhash.service.stores import ItemExists
 STATIC = Path(__file__).parent / "static"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
 MAX_ID = 2**63 - 1
+MAX_FEATURE = 1e6
 
 
 class Error(BaseModel):
@@ -64,7 +65,8 @@ def request_models(retriever: Retriever, limits: Limits) -> dict[str, type[BaseM
     k = Annotated[int, Field(ge=1, le=limits.max_k)]
     radius = Annotated[int | None, Field(ge=0, le=bits)]
     item_id = Annotated[int, Field(ge=0, le=MAX_ID)]
-    finite = Annotated[float, Field(allow_inf_nan=False)]
+    # Features are float32 to the model: bounded well inside its range (CLIP features are unit-norm).
+    finite = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_FEATURE, le=MAX_FEATURE)]
 
     def vector(dim: int):
         return Annotated[list[finite], Field(min_length=dim, max_length=dim)]
