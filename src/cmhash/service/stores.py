@@ -270,8 +270,8 @@ class PgStore:
         rows = len(store)
         if rows:
             store.close()
-            raise DataError(f"table {store.table!r} already holds {rows} rows: drop it, or pass another "
-                            "table name", field="table")
+            raise DataError(f"table {store.table!r} already holds {rows} rows: `cmhash index drop --model MODEL` "
+                            "(or `index build --replace`), or pass another --table", field="table")
         for modality, codes, records in parts:
             store.add(np.array([r["id"] for r in records], dtype=np.int64), codes, modality=modality,
                       metadata=[{k: v for k, v in r.items() if k != "id"} for r in records])
@@ -288,12 +288,23 @@ class PgStore:
             rows = len(store)
             store.close()
             raise DataError(f"table {store.table!r} holds no complete index for model {expect_model!r} ({rows} rows, "
-                            "no header): build it with `cmhash index build --store pg`", field="table") from None
+                            "no header: a build stopped half-way?): rebuild it with `cmhash index build --store pg --replace`, or "
+                            "remove it with `cmhash index drop`", field="table") from None
         if header.get("model") != expect_model:
             store.close()
             raise DataError(f"table {store.table!r} was built for model {header.get('model')!r}, expected "
                             f"{expect_model!r}", field="metadata.model")
         return cls(store, header)
+
+    @staticmethod
+    def drop(location: PgLocation, bits: int, model_id: str) -> str:
+        """Delete the table of ``model_id`` (complete or not); returns its name."""
+        store = PgVectorStore(location.dsn, location.table_for(model_id), bits=bits, datadir=location.datadir)
+        try:
+            store.drop()
+        finally:
+            store.close()
+        return store.table
 
     def __len__(self) -> int:
         with self._lock:
