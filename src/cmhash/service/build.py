@@ -56,7 +56,8 @@ def build_index(model_path: str | os.PathLike, dataset: DatasetRef, *, split: st
 
         manifest = read_manifest(manifest)
     rows = data.splits[split]
-    records = item_records(data, rows, label_names_for(dataset.spec, data.num_labels), manifest)
+    names = label_names_for(dataset.spec, data.num_labels) or (list(data.label_names) if data.label_names else None)
+    records = item_records(data, rows, names, manifest)
     features = {"image": data.image, "text": data.text}
     parts: list[Part] = [(m, encode_rows(model, m, features[m][rows]), records) for m in modalities]
     identity = model_record(model_path, model)

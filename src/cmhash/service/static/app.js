@@ -90,6 +90,14 @@ $("image-form").addEventListener("submit", (event) => {
   search("/search/image", { method: "POST", body: form }, file.name);
 });
 
+$("item-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const id = parseInt($("item-query").value, 10);
+  if (Number.isNaN(id)) { setStatus("enter an item id", true); return; }
+  const modality = $("item-modality").value;
+  search("/search/item", jsonRequest({ id: id, modality: modality, k: k() }), "item #" + id);
+});
+
 async function loadInfo() {
   try {
     info = await call("/info");
@@ -100,6 +108,7 @@ async function loadInfo() {
       index.size + " entries (" + (index.modalities || []).join("+") + ")" +
       (dataset.name ? " from " + dataset.name + "/" + dataset.split : "") +
       " · encoder: " + (info.encoder ? "CLIP" : "none (text and image queries off)");
+    if (index.dataset && index.dataset.items) $("item-query").placeholder = "e.g. an id from the dataset";
     if (!info.encoder) {
       for (const id of ["text-query", "text-search", "image-query", "image-search"]) $(id).disabled = true;
     }
