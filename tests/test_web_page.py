@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cmhash.service import Retriever
+from cmhash.service import PgLocation, PgStore, Retriever, build_index
 from cmhash.service.app import create_app
 
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "img"
@@ -40,15 +40,20 @@ def ensure_chromium() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture(scope="module")
-def server(corpus):
-    """The app (file index, tiny CLIP, thumbnails) under uvicorn on a free loopback port."""
+@pytest.fixture(scope="module", params=["file", "pg"])
+def server(request, corpus):
+    """The app (file index or PostgreSQL store, tiny CLIP, thumbnails) under uvicorn on a free loopback port."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    retriever = Retriever.open(corpus.model, corpus.index, checkpoint=corpus.clip)
+    where = corpus.index
+    if request.param == "pg":
+        where = PgLocation(dsn=request.getfixturevalue("pg_server").get_uri(), table="web_page")
+        build_index(corpus.model, corpus.dataset, modalities=("image", "text"), pg=where,
+                    manifest=corpus.root / "manifest.csv").close()
+    retriever = Retriever.open(corpus.model, where, checkpoint=corpus.clip)
     config = uvicorn.Config(create_app(retriever, image_root=corpus.images), host="127.0.0.1", port=port,
                             log_level="warning")
     server = uvicorn.Server(config)
@@ -56,10 +61,12 @@ def server(corpus):
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    yield request.param, f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
     retriever.close()
+    if request.param == "pg":
+        PgStore.drop(where, 16, "unused")
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +104,17 @@ def results(chrome, wait_for: str):
 
 
 def test_text_query_upload_and_more_like_this(server, browser, corpus):
+    """The three ways to search, over the file index and the PostgreSQL store."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    browser.get(server + "/")
+    store, url = server
+    shots = SHOTS if store == "file" else None  # the page looks the same over both stores
+    browser.get(url + "/")
     WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.ID, "info"), "scm, 16 bits"))
-    assert "file index of 112 entries (image+text)" in browser.find_element(By.ID, "info").text
+    assert f"{store} index of 112 entries (image+text)" in browser.find_element(By.ID, "info").text
 
     browser.find_element(By.ID, "text-query").send_keys("a red square")
     browser.find_element(By.ID, "text-search").click()
@@ -113,16 +123,19 @@ def test_text_query_upload_and_more_like_this(server, browser, corpus):
     assert all(h["distance"].startswith("Hamming ") for h in shown)
     assert shown[0]["caption"] == "a red square" and shown[0]["chips"] == ["red", "square"]
     assert "ms (server)" in browser.find_element(By.ID, "status").text
-    browser.save_screenshot(str(SHOTS / "page-text-query.png"))
+    if shots:
+        browser.save_screenshot(str(shots / "page-text-query.png"))
 
     browser.find_element(By.ID, "image-query").send_keys(str(corpus.images / "shapes" / "blue-circle-3.png"))
     browser.find_element(By.ID, "image-search").click()
     shown = results(browser, "results for blue-circle-3.png")
     assert len(shown) == 12 and shown[0]["chips"] == ["blue", "circle"]
-    browser.save_screenshot(str(SHOTS / "page-image-upload.png"))
+    if shots:
+        browser.save_screenshot(str(shots / "page-image-upload.png"))
 
     first = shown[0]["id"]
     browser.find_element(By.CSS_SELECTOR, "#results .card .more").click()
     shown = results(browser, f"results for item #{first}")
     assert len(shown) == 12 and shown[0]["id"] == first and shown[0]["distance"] == "Hamming 0"
-    browser.save_screenshot(str(SHOTS / "page-more-like-this.png"))
+    if shots:
+        browser.save_screenshot(str(shots / "page-more-like-this.png"))
