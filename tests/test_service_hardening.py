@@ -168,3 +168,20 @@ def test_adds_and_deletes_under_concurrent_search_leave_exactly_the_acknowledged
     reloaded = FileStore.load(store.path)
     assert {(e["id"], e["modality"]) for e in reloaded.entries if e is not None} == want
     assert len(reloaded) == len(want)
+
+
+def test_a_build_stopped_before_the_switch_leaves_the_previous_index_usable(corpus, tmp_path, monkeypatch):
+    """The sidecar used to be replaced before the index header: a build killed between them lost the index."""
+    from cmhash.index import HashIndex
+    from cmhash.service import build_index
+
+    out = tmp_path / "index.npz"
+    build_index(corpus.model, corpus.dataset, modalities=("image",), out=out)
+    before = FileStore.load(out).entries
+
+    def killed(self, path):
+        raise KeyboardInterrupt  # stands for kill -9 after the new sidecar is written
+    monkeypatch.setattr(HashIndex, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(corpus.model, corpus.dataset, modalities=("image", "text"), out=out)
+    assert FileStore.load(out).entries == before
