@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             item, wanted = int(query.ids[row]), set(np.flatnonzero(query.labels[row]).tolist())
             names = ", ".join(ds.label_name(c) for c in sorted(wanted))
             console.print(f"  text #{item} (label: {names}) → top {args.k} images:")
-            hits = [h for h in retriever.search_item(item, "text", k=4 * args.k).hits if h.modality == "image"]
+            ranking = retriever.search_item(item, "text", k=len(retriever.store)).hits  # text entries are there too
+            hits = [h for h in ranking if h.modality == "image"]
             for hit in hits[:args.k]:
                 got = ", ".join(map(str, hit.metadata["labels"]))
                 mark = "✓" if set(hit.metadata["labels"]) & {ds.label_name(c) for c in wanted} else "✗"
