@@ -185,3 +185,11 @@ def test_a_build_stopped_before_the_switch_leaves_the_previous_index_usable(corp
     with pytest.raises(KeyboardInterrupt):
         build_index(corpus.model, corpus.dataset, modalities=("image", "text"), out=out)
     assert FileStore.load(out).entries == before
+
+
+def test_a_lone_surrogate_is_a_422_not_a_500_in_the_tokenizer(retriever):
+    client = TestClient(create_app(retriever), raise_server_exceptions=False)
+    got = client.post("/search/text", content=b'{"text": "\\ud800abc"}', headers={"content-type": "application/json"})
+    assert got.status_code == 422 and "unicode" in got.json()["detail"]
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        retriever.search_text("\ud800abc")
