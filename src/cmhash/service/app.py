@@ -98,7 +98,8 @@ def request_models(retriever: Retriever, limits: Limits) -> dict[str, type[BaseM
 
 def _handler(status: int):
     async def handler(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"detail": str(exc).strip("'\"") or type(exc).__name__})
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes its str
+        return JSONResponse(status_code=status, content={"detail": message or type(exc).__name__})
     return handler
 
 
