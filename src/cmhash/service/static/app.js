@@ -108,7 +108,6 @@ async function loadInfo() {
       index.size + " entries (" + (index.modalities || []).join("+") + ")" +
       (dataset.name ? " from " + dataset.name + "/" + dataset.split : "") +
       " · encoder: " + (info.encoder ? "CLIP" : "none (text and image queries off)");
-    if (index.dataset && index.dataset.items) $("item-query").placeholder = "e.g. an id from the dataset";
     if (!info.encoder) {
       for (const id of ["text-query", "text-search", "image-query", "image-search"]) $(id).disabled = true;
     }
