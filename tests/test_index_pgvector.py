@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cmhash.codes import hamming, unpack
 from cmhash.index import MISSING_DISTANCE, MISSING_ID, HashIndex, PgVectorStore
-from cmhash.index.pg_server import embedded_server
 
 pytestmark = pytest.mark.postgres
 
 BITS = 32
-
-
-@pytest.fixture(scope="session")
-def pg_server():
-    # Not under pytest's tmp_path: as root, PostgreSQL runs as user 'pgserver', which needs o+rx on
-    # every parent directory, and each new pytest session (anyone's) resets /tmp/pytest-of-root to 0700.
-    parent = Path(tempfile.mkdtemp(prefix="cmhash-pg-test-"))
-    server = embedded_server(parent / "data", cleanup_mode="delete")
-    yield server
-    server.cleanup()
-    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

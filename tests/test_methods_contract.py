@@ -108,3 +108,26 @@ def test_corrupt_model_file(tmp_path):
     path.write_bytes(b"not a model")
     with pytest.raises(DataError, match="bad.pt"):
         HashMethod.load(path)
+
+
+def test_a_flipped_byte_in_a_model_file_is_a_named_error(fitted, tmp_path):
+    """Every byte of the file is covered by the checksum (a flip inside the weights used to load silently)."""
+    path = tmp_path / "m.pt"
+    fitted["cca_itq"].save(path)
+    data = path.read_bytes()
+    for at in np.linspace(0, len(data) - 1, 40).astype(int):
+        flipped = bytearray(data)
+        flipped[at] ^= 0x01
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(DataError, match="m.pt"):
+            HashMethod.load(path)
+
+
+def test_model_version_of_the_wrong_type_is_a_named_error(fitted, tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"format": "cmhash-model", "version": "1"}, buf)
+    (tmp_path / "v.pt").write_bytes(buf.getvalue())  # no checksum line: an older-style file
+    with pytest.warns(UserWarning, match="no checksum"), pytest.raises(DataError, match="version must be an integer"):
+        HashMethod.load(tmp_path / "v.pt")

@@ -16,7 +16,6 @@ from cmhash.data import DataError, make_synthetic, save_dataset
 from cmhash.methods import get_method
 from cmhash.service import DatasetRef, Retriever, build_index
 from cmhash.service.app import create_app
-from cmhash.service.items import items_path
 from cmhash.service.provenance import check_encoder
 
 BITS = 16
@@ -79,8 +78,10 @@ def test_code_search_radius_counts_everything_within_and_shows_k(built, client):
         got = client.post("/search/codes", json={"codes": code.tolist(), "k": 5, "radius": radius}).json()
         assert got["within_radius"] == len(want)
         assert triples(got) == want[:5]
-    big = client.post("/search/codes", json={"codes": code.tolist(), "k": 10**9}).json()
-    assert len(big["hits"]) == 2 * len(built.data.splits["database"])  # every entry, no padding
+    big = built.retriever.search_codes(code, k=10**9)
+    assert len(big.hits) == 2 * len(built.data.splits["database"])  # every entry, no padding
+    over = client.post("/search/codes", json={"codes": code.tolist(), "k": 10**9})
+    assert over.status_code == 422 and "less than or equal to 1000" in over.json()["detail"]
 
 
 def test_search_item_uses_the_dataset_recorded_in_the_index(built):
@@ -102,14 +103,17 @@ def test_health_and_info(built, client):
 
 
 @pytest.mark.parametrize("path, body, status, message", [
-    ("/search/features", {"modality": "image", "features": [0.1] * 7}, 422, r"\(N, 20\)"),
-    ("/search/features", {"modality": "text", "features": [float("nan")] * 12}, 422, "NaN"),
-    ("/search/features", {"modality": "text", "features": [0.1] * 12, "k": 0}, 422, "k must be an integer >= 1"),
-    ("/search/features", {"modality": "audio", "features": [0.1] * 12}, 422, "modality must be one of"),
-    ("/search/codes", {"codes": [1, -1] * 4}, 422, f"a code must be {BITS} values"),
-    ("/search/codes", {"codes": [0] * BITS}, 422, "each -1 or \\+1"),
-    ("/search/codes", {"codes": [1] * BITS, "radius": BITS + 1}, 422, "radius must be an integer in"),
+    ("/search/features", {"modality": "image", "features": [0.1] * 7}, 422, "image.features: .* at least 20 items"),
+    ("/search/features", {"modality": "text", "features": [float("nan")] * 12}, 422,
+     r"text.features.0: Input should be a finite number \(and 11 more like it\)$"),
+    ("/search/features", {"modality": "text", "features": [0.1] * 12, "k": 0}, 422, "k: .*greater than or equal to 1"),
+    ("/search/features", {"modality": "audio", "features": [0.1] * 12}, 422, "'audio' .* expected tags: 'image', 'text'"),
+    ("/search/codes", {"codes": [1, -1] * 4}, 422, f"codes: .*at least {BITS} items"),
+    ("/search/codes", {"codes": [0] * BITS}, 422, "codes.0: Input should be -1 or 1"),
+    ("/search/codes", {"codes": [1] * BITS, "radius": BITS + 1}, 422, f"radius: .*less than or equal to {BITS}"),
     ("/search/text", {"text": "a red square"}, 400, "--checkpoint"),
+    ("/search/text", {"text": "\ud800abc"}, 422, "text: .*unicode"),  # a lone surrogate: was a 500
+    ("/search/text", {"text": " \t"}, 422, "text: .*pattern"),
 ])
 def test_bad_requests_get_4xx_with_a_message(client, path, body, status, message):
     got = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
@@ -134,8 +138,9 @@ def test_index_refuses_another_model_and_a_foreign_sidecar(built, tmp_path):
     with pytest.raises(DataError, match="index was built for model 'scm@"):
         Retriever.open(tmp_path / "other.pt", built.root / "index.npz")
     (tmp_path / "index.npz").write_bytes((built.root / "index.npz").read_bytes())
-    sidecar = items_path(built.root / "index.npz").read_text()
-    items_path(tmp_path / "index.npz").write_text(sidecar.replace("[", "[9, ", 1))  # one label more
+    name = built.retriever.store.metadata["items"]["file"]
+    sidecar = (built.root / name).read_text()
+    (tmp_path / name).write_text(sidecar.replace("[", "[9, ", 1))  # one label more
     with pytest.raises(DataError, match="does not belong to index"):
         Retriever.open(built.root / "model.pt", tmp_path / "index.npz")
 

@@ -1,4 +1,8 @@
-"""Arguments several commands share: which dataset, config overrides (the dialect: cmhash.config)."""
+"""Arguments several commands share: which dataset, config overrides (the dialect: cmhash.config), where an
+index lives, what a search opens.
+
+Commands import from here, never from each other.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +23,16 @@ def add_dataset_args(p: argparse.ArgumentParser, default: str | None = "wiki", m
     p.add_argument("--data-seed", type=int, default=0, help="seed of the protocol split / synthetic data")
 
 
+def dataset_ref(args: argparse.Namespace, spec: str | None = None):
+    """The :class:`DatasetRef` the dataset options name (``spec``: one of several ``--dataset`` values)."""
+    from cmhash.data.sources import DatasetRef
+
+    return DatasetRef(spec or args.dataset, args.protocol, args.data_seed, args.format, args.drop_unlabeled)
+
+
 def open_from_args(args: argparse.Namespace, spec: str | None = None):
     """The dataset named by ``--dataset`` (or ``spec``, one of several) with the shared options."""
-    from cmhash.data.sources import open_dataset
-
-    return open_dataset(spec or args.dataset, protocol=args.protocol, seed=args.data_seed, format=args.format,
-                        drop_unlabeled=args.drop_unlabeled)
+    return dataset_ref(args, spec).open()
 
 
 def describe_protocol(ds) -> str:
@@ -50,3 +58,50 @@ def add_set_arg(p: argparse.ArgumentParser, profile: bool = True) -> None:
 def gather_overrides(args: argparse.Namespace) -> list[Override]:
     """(key, value) overrides of --config then --set, in application order."""
     return gather(args.config, args.overrides)
+
+
+# ---- where an index lives (index, search, serve) -------------------------------------------------
+def add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", choices=("file", "pg"), default="file",
+                   help="file: a HashIndex .npz (default); pg: PostgreSQL + pgvector")
+    p.add_argument("--dsn", help="with --store pg: connection string of a server with pgvector "
+                                 "(default: the embedded server)")
+    p.add_argument("--pg-data", help="with --store pg and no --dsn: the embedded server's data directory "
+                                     "(default: $CMHASH_PG_DATA or a per-user cache directory)")
+    p.add_argument("--table", help="with --store pg: table name (default: one table per model, named from its SHA-256)")
+
+
+def index_location(args: argparse.Namespace, path: str | None, flag: str):
+    """The file path, or the PostgreSQL location, the store arguments name."""
+    from cmhash.data.dataset import DataError
+    from cmhash.service import PgLocation
+
+    if args.store == "pg":
+        if path is not None:
+            raise DataError(f"{flag} names an index file; with --store pg the index is a table (drop {flag})")
+        if args.dsn and args.pg_data:
+            raise DataError("give --dsn (a server) or --pg-data (the embedded server's directory), not both")
+        return PgLocation(args.dsn, args.pg_data, args.table)
+    if args.dsn or args.pg_data or args.table:
+        raise DataError("--dsn, --pg-data and --table apply only with --store pg")
+    if path is None:
+        raise DataError(f"{flag} is required (or use --store pg)")
+    return path
+
+
+# ---- what a search opens (search, serve) ---------------------------------------------------------
+def add_retriever_args(p: argparse.ArgumentParser) -> None:
+    """Model + index + optional encoder."""
+    p.add_argument("--model", required=True, help="the model file the index was built with")
+    p.add_argument("--index", help="index file from `cmhash index build` (omit with --store pg)")
+    add_store_args(p)
+    p.add_argument("--checkpoint", help="CLIP checkpoint directory that encoded the dataset (for raw text/image "
+                                        "queries)")
+    p.add_argument("--device", default="cpu", help="device of the CLIP encoder (default: %(default)s)")
+
+
+def open_retriever(args: argparse.Namespace):
+    from cmhash.service import Retriever
+
+    return Retriever.open(args.model, index_location(args, args.index, "--index"), checkpoint=args.checkpoint,
+                          device=args.device)

@@ -1,42 +1,12 @@
-"""``cmhash index build`` / ``cmhash index info``: encode a dataset split with a model into a searchable index.
-
-Also home of the "where does the index live" arguments that ``search`` and ``serve`` share.
-"""
+"""``cmhash index build|info|drop``: encode a dataset split with a model into a searchable index, show it, drop it."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from cmhash.commands._args import add_dataset_args
+from cmhash.commands._args import add_dataset_args, add_store_args, dataset_ref, index_location
 from cmhash.data.dataset import DataError
-
-
-def add_store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", choices=("file", "pg"), default="file",
-                   help="file: a HashIndex .npz (default); pg: PostgreSQL + pgvector")
-    p.add_argument("--dsn", help="with --store pg: connection string of a server with pgvector "
-                                 "(default: the embedded server)")
-    p.add_argument("--pg-data", help="with --store pg and no --dsn: the embedded server's data directory "
-                                     "(default: $CMHASH_PG_DATA or a per-user cache directory)")
-    p.add_argument("--table", help="with --store pg: table name (default: one table per model, named from its SHA-256)")
-
-
-def index_location(args: argparse.Namespace, path: str | None, flag: str):
-    """The file path, or the PostgreSQL location, the store arguments name."""
-    from cmhash.service import PgLocation
-
-    if args.store == "pg":
-        if path is not None:
-            raise DataError(f"{flag} names an index file; with --store pg the index is a table (drop {flag})")
-        if args.dsn and args.pg_data:
-            raise DataError("give --dsn (a server) or --pg-data (the embedded server's directory), not both")
-        return PgLocation(args.dsn, args.pg_data, args.table)
-    if args.dsn or args.pg_data or args.table:
-        raise DataError("--dsn, --pg-data and --table apply only with --store pg")
-    if path is None:
-        raise DataError(f"{flag} is required (or use --store pg)")
-    return path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="HashIndex kind: flat (exhaustive scan) or mih (exact multi-index hashing, sub-linear; "
                    "recommended from about a million items) (default: %(default)s)")
     b.add_argument("--manifest", help="the `cmhash encode` manifest, to show captions and image paths in results")
+    b.add_argument("--replace", action="store_true",
+                   help="with --store pg: drop the model's table first (e.g. one a stopped build left half-full)")
     add_store_args(b)
     b.set_defaults(func=build)
 
@@ -65,22 +37,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_store_args(i)
     i.set_defaults(func=info)
 
+    d = commands.add_parser("drop", help="delete a model's PostgreSQL table (e.g. one a stopped build left)")
+    d.add_argument("--model", required=True, help="the model whose table to drop")
+    add_store_args(d)
+    d.set_defaults(func=drop, store="pg")
+
 
 def build(args: argparse.Namespace) -> int:
-    from cmhash.service import DatasetRef, build_index
-    from cmhash.service.items import items_path
+    from cmhash.service import build_index
 
     where = index_location(args, args.out, "--out")
     out, pg = (where, None) if isinstance(where, str) else (None, where)
     modalities = ("image", "text") if args.modality == "both" else (args.modality,)
-    dataset = DatasetRef(args.dataset, args.protocol, args.data_seed, args.format, args.drop_unlabeled)
-    store = build_index(args.model, dataset, split=args.split, modalities=modalities, out=out, kind=args.kind,
+    if args.replace and pg is not None:
+        drop_table(pg, args.model)
+    store = build_index(args.model, dataset_ref(args), split=args.split, modalities=modalities, out=out, kind=args.kind,
                         pg=pg, manifest=args.manifest)
     meta, encoder = store.metadata, store.metadata["encoder"]
     print(f"indexed {meta['dataset']['items']} items x {'+'.join(modalities)} of {meta['dataset']['name']}/"
           f"{args.split} with {meta['model']} ({store.bits} bits)")
     print("encoder: " + (encoder["checkpoint"] if encoder else "not recorded (raw queries checked by dimension only)"))
-    print(f"wrote {out} and its item metadata {items_path(out)}" if out else f"wrote table {store.store.table}")
+    print(f"wrote {out} and its item metadata {meta['items']['file']}" if out else f"wrote table {store.store.table}")
     store.close()
     return 0
 
@@ -99,4 +76,19 @@ def info(args: argparse.Namespace) -> int:
         store = PgStore.open(where, model.bits, identity)
     print(json.dumps(store.info(), indent=2))
     store.close()
+    return 0
+
+
+def drop_table(where, model_path: str) -> str:
+    from cmhash.service import PgStore
+    from cmhash.service.provenance import load_model
+
+    model, identity = load_model(model_path)
+    return PgStore.drop(where, model.bits, identity)
+
+
+def drop(args: argparse.Namespace) -> int:
+    if args.store != "pg":
+        raise DataError("index drop applies to --store pg (an index file is removed like any file)")
+    print(f"dropped table {drop_table(index_location(args, None, 'PATH'), args.model)}")
     return 0

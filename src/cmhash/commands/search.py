@@ -5,25 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from cmhash.commands.index import add_store_args, index_location
+from cmhash.commands._args import add_retriever_args, open_retriever
 from cmhash.data.dataset import DataError
-
-
-def add_retriever_args(p: argparse.ArgumentParser) -> None:
-    """Model + index + optional encoder: what ``search`` and ``serve`` both open."""
-    p.add_argument("--model", required=True, help="the model file the index was built with")
-    p.add_argument("--index", help="index file from `cmhash index build` (omit with --store pg)")
-    add_store_args(p)
-    p.add_argument("--checkpoint", help="CLIP checkpoint directory that encoded the dataset (for raw text/image "
-                                        "queries)")
-    p.add_argument("--device", default="cpu", help="device of the CLIP encoder (default: %(default)s)")
-
-
-def open_retriever(args: argparse.Namespace):
-    from cmhash.service import Retriever
-
-    return Retriever.open(args.model, index_location(args, args.index, "--index"), checkpoint=args.checkpoint,
-                          device=args.device)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

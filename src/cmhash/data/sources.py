@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import yaml
 
 from cmhash.data.dataset import CrossModalDataset, DataError
@@ -24,6 +27,7 @@ def parse_kwargs(spec: str) -> dict:
             raise DataError(f"expected key=value, got {part!r}", source=spec)
         out[key.strip()] = yaml.safe_load(value)
     return out
+
 
 
 def open_dataset(spec: str, *, protocol: str | None = None, seed: int = 0, format: str | None = None,
@@ -46,3 +50,23 @@ def open_dataset(spec: str, *, protocol: str | None = None, seed: int = 0, forma
         raise DataError(f"no {'/'.join(missing)} split: name a protocol (--protocol, e.g. mirflickr25k or custom)",
                         source=spec, field="splits")
     return ds
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """How a dataset was opened (the ``--dataset`` options), so it can be opened again identically."""
+
+    spec: str
+    protocol: str | None = None
+    data_seed: int = 0
+    format: str | None = None
+    drop_unlabeled: bool = False
+
+    def resolved(self) -> DatasetRef:
+        """File specs made absolute, so the record still works from another directory."""
+        spec = str(Path(self.spec).resolve()) if Path(self.spec).exists() else self.spec
+        return DatasetRef(spec, self.protocol, self.data_seed, self.format, self.drop_unlabeled)
+
+    def open(self) -> CrossModalDataset:
+        return open_dataset(self.spec, protocol=self.protocol, seed=self.data_seed, format=self.format,
+                            drop_unlabeled=self.drop_unlabeled)

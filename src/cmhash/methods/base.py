@@ -7,8 +7,12 @@ independently; ``save`` / ``load`` round-trip the model with its config.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import warnings
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,6 +25,9 @@ from cmhash.io import atomic_path
 
 MODEL_FORMAT = "cmhash-model"
 MODEL_FORMAT_VERSION = 1
+# A saved model file is this line (with the SHA-256 of the rest) then the torch.save bytes, so any
+# flipped byte is caught before the parameters are used; files without it (older cmhash) still load.
+CHECKSUM_PREFIX = b"cmhash-model sha256="
 
 
 class HashMethod(ABC):
@@ -103,22 +110,27 @@ class HashMethod(ABC):
             "num_labels": self.num_labels,
             "state": {k: v.detach().cpu() for k, v in self.get_state().items()},
         }
+        body = io.BytesIO()
+        torch.save(payload, body)
+        body = body.getvalue()
         with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+            tmp.write_bytes(CHECKSUM_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
 
     @staticmethod
     def load(path: str | os.PathLike) -> "HashMethod":
         """Load any saved model; the method class comes from the file."""
         from cmhash.methods.registry import get_method
 
+        body = _verified_body(path)
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
+            payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt or foreign file
             raise DataError(f"not a readable cmhash model ({exc.__class__.__name__}: {exc})", source=str(path)) from exc
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
             raise DataError("not a cmhash model file", source=str(path))
+        if isinstance(payload.get("version"), bool) or not isinstance(payload.get("version"), int):
+            raise DataError(f"model format version must be an integer, got {payload.get('version')!r}",
+                            source=str(path), field="version")
         if payload["version"] > MODEL_FORMAT_VERSION:
             raise DataError(f"model format version {payload['version']} is newer than this cmhash "
                             f"({MODEL_FORMAT_VERSION})", source=str(path), field="version")
@@ -144,3 +156,18 @@ class HashMethod(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bits={self.bits}, seed={self.seed})"
 
+
+def _verified_body(path: str | os.PathLike) -> bytes:
+    """The torch.save bytes of a model file, after checking the SHA-256 its first line records."""
+    data = Path(path).read_bytes()
+    if not data.startswith(CHECKSUM_PREFIX):
+        if data.startswith(b"PK"):  # a torch zip without our line: saved before models carried a checksum
+            warnings.warn(f"{path}: model file has no checksum (saved by an older cmhash); save it again to add one",
+                          stacklevel=3)
+        return data
+    line, _, body = data.partition(b"\n")
+    recorded = line[len(CHECKSUM_PREFIX):].decode("ascii", "replace")
+    if hashlib.sha256(body).hexdigest() != recorded:
+        raise DataError("model file is corrupt: its SHA-256 differs from the checksum recorded when it was saved "
+                        "(copy it again or retrain)", source=str(path), field="sha256")
+    return body

@@ -8,13 +8,12 @@ give the same rows), and the encoder that made the features when ``cmhash encode
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from cmhash.data.dataset import CrossModalDataset
+from cmhash.data.sources import DatasetRef
 from cmhash.methods.base import HashMethod
 from cmhash.service.items import item_records, label_names_for
 from cmhash.service.provenance import encoder_record, model_record
@@ -22,28 +21,6 @@ from cmhash.service.stores import CodeStore, FileStore, Part, PgLocation, PgStor
 
 MODALITIES = ("image", "text")
 ENCODE_BATCH = 4096  # rows per model call, so a large split never holds all outputs of a deep model at once
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    """How a dataset was opened (the ``--dataset`` options), so it can be opened again identically."""
-
-    spec: str
-    protocol: str | None = None
-    data_seed: int = 0
-    format: str | None = None
-    drop_unlabeled: bool = False
-
-    def resolved(self) -> DatasetRef:
-        """File specs made absolute, so the record still works from another directory."""
-        spec = str(Path(self.spec).resolve()) if Path(self.spec).exists() else self.spec
-        return DatasetRef(spec, self.protocol, self.data_seed, self.format, self.drop_unlabeled)
-
-    def open(self) -> CrossModalDataset:
-        from cmhash.data.sources import open_dataset
-
-        return open_dataset(self.spec, protocol=self.protocol, seed=self.data_seed, format=self.format,
-                            drop_unlabeled=self.drop_unlabeled)
 
 
 def encode_rows(model: HashMethod, modality: str, features: np.ndarray) -> np.ndarray:
@@ -79,7 +56,8 @@ def build_index(model_path: str | os.PathLike, dataset: DatasetRef, *, split: st
 
         manifest = read_manifest(manifest)
     rows = data.splits[split]
-    records = item_records(data, rows, label_names_for(dataset.spec, data.num_labels), manifest)
+    names = label_names_for(dataset.spec, data.num_labels) or (list(data.label_names) if data.label_names else None)
+    records = item_records(data, rows, names, manifest)
     features = {"image": data.image, "text": data.text}
     parts: list[Part] = [(m, encode_rows(model, m, features[m][rows]), records) for m in modalities]
     identity = model_record(model_path, model)

@@ -1,14 +1,17 @@
 """What a search hit shows besides its id: labels, caption and image path of each indexed item.
 
 Index stores keep ids and codes only, so per-item metadata is built here once for both stores:
-HashIndex files get a JSON Lines sidecar (one line per index entry, written atomically, its
-SHA-256 kept in the index header so a sidecar from another build is detected); PgVectorStore
-keeps the same dict in each row's ``metadata`` column.
+HashIndex files get a JSON Lines sidecar (one line per index entry, ``null`` for a removed entry),
+and PgVectorStore keeps the same dict in each row's ``metadata`` column.
+
+The sidecar's name carries its SHA-256 (``INDEX.items.<sha>.jsonl``) and the index header names
+it, so replacing the index file is the ONE atomic switch between an old and a new (index,
+sidecar) pair: a build or write killed at any point leaves the previous pair usable. Sidecars no
+longer named by the header are removed after the switch (:func:`remove_stale_items`).
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -60,33 +63,30 @@ def item_records(dataset: CrossModalDataset, rows: np.ndarray, label_names: list
     return records
 
 
-def items_path(index_path: str | os.PathLike) -> Path:
-    """The sidecar that the index file at ``index_path`` names in its header."""
-    from cmhash.index import HashIndex
+def items_path(index_path: str | os.PathLike, sha256: str = "") -> Path:
+    """The sidecar of ``index_path`` with that digest (``sha256=""``: the glob pattern's stem)."""
+    index_path = Path(index_path)
+    return index_path.with_name(f"{index_path.name}.items.{sha256[:16]}.jsonl")
 
-    return Path(index_path).with_name(HashIndex.read_header(index_path)["metadata"]["items"]["file"])
 
-
-def write_items(index_path: str | os.PathLike, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write a new sidecar for ``index_path``; returns the record the index header keeps.
-
-    Its name carries its digest (``<index>.items.<sha256[:16]>.jsonl``), so it never replaces the
-    sidecar of the index file still in place: saving the index that names it is the one switch.
-    """
+def write_items(index_path: str | os.PathLike, entries: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Write a new sidecar for ``index_path`` (the current one is untouched); returns the header's record."""
     data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode()
-    digest = hashlib.sha256(data).hexdigest()
-    path = Path(index_path).with_name(f"{Path(index_path).name}.items.{digest[:16]}.jsonl")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return {"file": path.name, "sha256": digest, "count": len(entries)}
+    sha = hashlib.sha256(data).hexdigest()
+    path = items_path(index_path, sha)
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    return {"file": path.name, "sha256": sha, "count": sum(e is not None for e in entries)}
 
 
-def remove_stale_parts(index_path: str | os.PathLike, keep: str) -> None:
-    """After the switch: delete the sidecars of earlier builds and the temporaries of killed ones."""
-    folder, name = Path(index_path).parent, glob.escape(Path(index_path).name)
-    for path in [*folder.glob(f"{name}.items*.jsonl"), *folder.glob(f".{name}.*.tmp")]:
-        if path.name != keep:
-            path.unlink(missing_ok=True)
+def remove_stale_items(index_path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Delete sidecars of ``index_path`` other than the one ``record`` names, and temporaries of killed builds."""
+    index_path = Path(index_path)
+    for pattern in (f"{index_path.name}.items.*.jsonl", f".{index_path.name}.*.tmp"):
+        for path in index_path.parent.glob(pattern):
+            if path.name != record["file"]:
+                path.unlink(missing_ok=True)
 
 
 def read_items(index_path: str | os.PathLike, record: dict[str, Any]) -> list[dict[str, Any]]:

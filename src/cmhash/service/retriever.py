@@ -6,6 +6,7 @@ Used by ``cmhash search``, ``cmhash serve`` (through :mod:`cmhash.service.app`) 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from cmhash.data.dataset import CrossModalDataset, DataError
 from cmhash.index.code_input import positive_int
 from cmhash.methods.base import HashMethod
 from cmhash.service.build import DatasetRef, check_modality
+from cmhash.service.limits import Limits
 from cmhash.service.provenance import check_encoder, load_model
 from cmhash.service.stores import CodeStore, FileStore, Hit, PgLocation, PgStore
 
@@ -35,12 +37,31 @@ class Results:
     query_modality: str
     hits: list[Hit]
     within_radius: int | None = None
+    note: str | None = None  # what was done to the query on the way (e.g. a text cut to the length limit)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query_modality": self.query_modality, "hits": [h.to_dict() for h in self.hits]}
         if self.within_radius is not None:
             out["within_radius"] = self.within_radius
+        if self.note is not None:
+            out["note"] = self.note
         return out
+
+
+MAX_TEXT_CHARS = Limits.max_text_chars  # CLIP reads 77 tokens; characters beyond never reach it: not tokenized
+
+
+def checked_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> tuple[str, str | None]:
+    """A non-empty, encodable text cut to ``max_chars`` characters (before any tokenizing), and a note if cut."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text is not valid Unicode ({exc.reason} at character {exc.start})") from None
+    if len(text) <= max_chars:
+        return text, None
+    return text[:max_chars], f"text cut from {len(text)} to its first {max_chars} characters"
 
 
 class Retriever:
@@ -53,6 +74,9 @@ class Retriever:
             check_encoder(encoder, model, store.metadata.get("encoder"))
         self.model, self.store, self.encoder = model, store, encoder
         self._dataset: CrossModalDataset | None = None
+        # A tokenizer is not thread-safe (truncation settings live in the shared Rust object), and the
+        # server calls from a thread pool: one encoder call at a time.
+        self._encoder_lock = threading.Lock()
 
     @classmethod
     def open(cls, model_path: str | os.PathLike, index: str | os.PathLike | PgLocation, *,
@@ -107,14 +131,37 @@ class Retriever:
         encode = self.model.encode_image if modality == "image" else self.model.encode_text
         return self.search_codes(encode(x.reshape(1, -1))[0], k, radius, query_modality=modality)
 
-    def search_text(self, text: str, k: int = 10, radius: int | None = None) -> Results:
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("text query must be a non-empty string")
-        return self.search_features("text", self._encoder().encode_texts([text])[0], k, radius)
+    def search_text(self, text: str, k: int = 10, radius: int | None = None,
+                    max_chars: int = MAX_TEXT_CHARS) -> Results:
+        """A caption; one longer than ``max_chars`` characters is cut there (and the result says so)."""
+        text, note = checked_text(text, max_chars)
+        results = self.search_features("text", self.text_features(text), k, radius)
+        return Results(results.query_modality, results.hits, results.within_radius, note)
 
     def search_image(self, image: ImageInput, k: int = 10, radius: int | None = None) -> Results:
         """A PIL image or an image file path."""
-        return self.search_features("image", self._encoder().encode_images([image])[0], k, radius)
+        return self.search_features("image", self.image_features(image), k, radius)
+
+    def text_features(self, text: str) -> np.ndarray:
+        encoder = self._encoder()
+        with self._encoder_lock:
+            return encoder.encode_texts([text], return_truncated=True)[0][0]
+
+    def image_features(self, image: ImageInput) -> np.ndarray:
+        encoder = self._encoder()
+        with self._encoder_lock:
+            return encoder.encode_images([image])[0]
+
+    # ---- writes ------------------------------------------------------------------------------
+    def add_item(self, item_id: int, modality: str, features: np.ndarray, metadata: dict[str, Any] | None = None) -> None:
+        """Index one item's features of ``modality`` under ``item_id``; stored (durably) when this returns."""
+        x = np.asarray(features, dtype=np.float32).reshape(1, -1)
+        encode = self.model.encode_image if check_modality(modality) == "image" else self.model.encode_text
+        self.store.add(int(item_id), modality, encode(x)[0], dict(metadata or {}))
+
+    def remove_item(self, item_id: int) -> int:
+        """Remove every indexed modality of ``item_id``; returns how many entries went (0: none was there)."""
+        return self.store.remove(int(item_id))
 
     def search_item(self, item_id: int, modality: str, k: int = 10, radius: int | None = None) -> Results:
         """Use an item of the indexed dataset (any split, e.g. a query item) as the query."""
