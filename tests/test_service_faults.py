@@ -28,7 +28,7 @@ KEY = "kill-test-key"
 def test_unknown_synthetic_option_is_a_message(capsys):
     assert main(["train", "--method", "cca_itq", "--out", "/dev/null", "--dataset", "synthetic:foo=1"]) == 2
     err = capsys.readouterr().err
-    assert "unknown synthetic option 'foo'; known: n, image_dim" in err
+    assert "unknown synthetic option 'foo'; known: preset, n, image_dim" in err
 
 
 def test_unreachable_dsn_is_a_message_with_the_password_hidden(capsys, corpus):
