@@ -111,6 +111,19 @@ def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.T @ b).pow(2).mean()
 
 
+def excess_cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How far the mean squared correlation of ``a`` (B, Da) and ``b`` (B, Db) exceeds chance, in [0, 1].
+
+    Two independent representations still show a mean squared sample correlation of about
+    1 / (B - 1) over a batch of B, so ``cross_correlation`` has that floor, and the only way below
+    it is to collapse features to constants. Here the chance level is subtracted and the excess
+    hinged at 0 (and rescaled to [0, 1]): independent features already score 0, and collapsing
+    features gains nothing.
+    """
+    chance = 1.0 / max(1, len(a) - 1)
+    return F.relu(cross_correlation(a, b) - chance) / (1 - chance)
+
+
 def gaussian_mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0)) -> torch.Tensor:
     """Squared maximum mean discrepancy between the batches ``a`` (Ba, D) and ``b`` (Bb, D).
 
