@@ -93,9 +93,17 @@ def code_triplet(anchor: torch.Tensor, other: torch.Tensor, la: torch.Tensor, lb
     """
     sim = anchor @ other.T / anchor.shape[1]
     share = label_overlap(la, lb)
-    hinge = F.relu(margin - sim[:, :, None] + sim[:, None, :])
-    w = share[:, :, None] * (1 - share)[:, None, :]
-    return (w * hinge).sum() / w.sum().clamp_min(1.0)
+    # Exact sum in O(B^2 log B) instead of a (B, B, B) tensor: for anchor i and positive p the
+    # negatives n with s_in > s_ip - margin contribute (margin - s_ip) + s_in each, so sort each
+    # row's negative similarities once and read the count and sum of those above the threshold.
+    neg_sim = torch.where(share == 0, sim, torch.full_like(sim, -1e4))  # non-negatives never pass
+    values, _ = neg_sim.sort(dim=1)
+    suffix = torch.cat([values.flip(1).cumsum(1).flip(1), values.new_zeros(len(values), 1)], dim=1)
+    first = torch.searchsorted(values.detach().contiguous(), (sim - margin).detach().contiguous(), right=True)
+    count = values.shape[1] - first
+    total = (share * (count * (margin - sim) + suffix.gather(1, first))).sum()
+    triplets = (share.sum(1) * (1 - share).sum(1)).sum()
+    return total / triplets.clamp_min(1.0)
 
 
 def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
