@@ -113,10 +113,26 @@ def test_each_network_forms_its_own_code_and_an_item_is_coded_by_its_modality_ne
     for m in ("image", "text"):
         x = torch.from_numpy(getattr(data, m))
         enc = net.parts(m, x)
-        torch.testing.assert_close(enc.code, torch.tanh(net.towers[m].hash(net.towers[m].features(x))))
-        torch.testing.assert_close(enc.knowledge_code, net.knowledge(net.adapters[m](x))[1])
+        z, z_k = net.towers[m](x)[1], net.knowledge(net.adapters[m](x))[1]
+        torch.testing.assert_close(enc.code, torch.tanh(z))
+        torch.testing.assert_close(enc.knowledge_code, torch.tanh(z_k))
+        torch.testing.assert_close(enc.fused, torch.tanh(z + z_k))
         torch.testing.assert_close(net.encode(m, x), enc.code)
         assert not torch.allclose(enc.code, enc.knowledge_code)
+
+
+def test_fused_code_is_the_retrieved_code_and_is_supervised():
+    data = tiny_data(n=8)
+    method, net = built(data, components={"fused_code": True})
+    net.eval()
+    x = torch.from_numpy(data.text)
+    torch.testing.assert_close(net.encode("text", x), net.parts("text", x).fused)
+    terms = method.loss_terms(net, batch_of(data))
+    own_only, own_net = built(data)
+    own_net.load_state_dict(net.state_dict())
+    own_net.eval()
+    # the fused pair adds a third set of codes to label prediction and triplet-quantization
+    assert terms["label_prediction"] != own_only.loss_terms(own_net, batch_of(data))["label_prediction"]
 
 
 def test_knowledge_network_off_gives_no_transfer_and_no_differential():

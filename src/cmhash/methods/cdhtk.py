@@ -27,17 +27,19 @@ MODALITIES = ("image", "text")
 
 
 class Encoded(NamedTuple):
-    """One modality's pass: modality-network feature and code, knowledge-network feature and code
-    (both None when the knowledge network is off)."""
+    """One modality's pass: modality-network feature and code, knowledge-network feature and code,
+    and the fused code tanh(z_modality + z_knowledge) (the last three None when the knowledge
+    network is off)."""
 
     own: torch.Tensor
     code: torch.Tensor
     knowledge: torch.Tensor | None
     knowledge_code: torch.Tensor | None
+    fused: torch.Tensor | None
 
 
 class Tower(nn.Module):
-    """MLP feature -> GELU -> linear -> tanh code; ``forward`` gives (feature, code)."""
+    """MLP feature -> GELU -> linear hash logits; ``forward`` gives (feature, logits)."""
 
     def __init__(self, in_dim: int, hidden: int, bits: int, dropout: float, layers: int):
         super().__init__()
@@ -46,15 +48,16 @@ class Tower(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
-        return h, torch.tanh(self.hash(h))
+        return h, self.hash(h)
 
 
 class CDHTKNetwork(HashNetwork):
     """Image and text towers, an optional shared knowledge tower with per-modality adapters, a label head."""
 
     def __init__(self, image_dim: int, text_dim: int, bits: int, num_labels: int, hidden: int,
-                 common: int, dropout: float, layers: int, knowledge: bool):
+                 common: int, dropout: float, layers: int, knowledge: bool, fused: bool = False):
         super().__init__()
+        self.fused = fused and knowledge
         dims = dict(zip(MODALITIES, (image_dim, text_dim)))
         self.towers = nn.ModuleDict({m: Tower(d, hidden, bits, dropout, layers) for m, d in dims.items()})
         self.adapters = nn.ModuleDict({
@@ -64,26 +67,31 @@ class CDHTKNetwork(HashNetwork):
         self.classifier = nn.Linear(bits, num_labels)
 
     def parts(self, modality: str, x: torch.Tensor) -> Encoded:
-        own, code = self.towers[modality](x)
+        own, z = self.towers[modality](x)
         if self.knowledge is None:
-            return Encoded(own, code, None, None)
-        return Encoded(own, code, *self.knowledge(self.adapters[modality](x)))
+            return Encoded(own, torch.tanh(z), None, None, None)
+        shared, z_k = self.knowledge(self.adapters[modality](x))
+        return Encoded(own, torch.tanh(z), shared, torch.tanh(z_k), torch.tanh(z + z_k))
 
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        """The modality network's own code: the knowledge network is a training-time teacher."""
-        return self.towers[modality](x)[1]
+        """The fused code when ``fused``, else the modality network's own code (the knowledge
+        network is then a training-time teacher and does not run at inference)."""
+        if self.fused:
+            return self.parts(modality, x).fused
+        return torch.tanh(self.towers[modality](x)[1])
 
 
 @register
 class CDHTK(DeepHashMethod):
     name = "cdhtk"
+    # fused_code is an alternative code, off by default, so it is not ablated
     ablations = ("knowledge_network", "label_prediction", "triplet_quantization", "knowledge_transfer",
                  "differential")
 
     def build_network(self) -> CDHTKNetwork:
         c = self.config
         return CDHTKNetwork(*self.dims, self.bits, self.num_labels, c["hidden"], c["common_dim"], c["dropout"],
-                            c["layers"], self.enabled("knowledge_network"))
+                            c["layers"], self.enabled("knowledge_network"), self.enabled("fused_code"))
 
     def loss_terms(self, net: CDHTKNetwork, batch: Batch) -> dict[str, torch.Tensor]:
         img, txt = (net.parts(m, batch[m]) for m in MODALITIES)
@@ -92,6 +100,8 @@ class CDHTK(DeepHashMethod):
         pairs = [(img.code, txt.code)]
         if img.knowledge_code is not None:
             pairs.append((img.knowledge_code, txt.knowledge_code))
+        if net.fused:  # the retrieved code is supervised too
+            pairs.append((img.fused, txt.fused))
         terms: dict[str, torch.Tensor] = {}
         if self.weight("label_prediction"):
             terms["label_prediction"] = torch.stack([
