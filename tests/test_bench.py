@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cmhash.bench.report import update_doc_section
-from cmhash.bench.runner import plan_variants, split_overrides
+from cmhash.bench.runner import plan_variants
 from cmhash.cli import main
 
 TINY = "synthetic:n=400,image_dim=24,text_dim=16,num_labels=5,n_query=60,n_train=200"
@@ -30,15 +30,21 @@ def test_bench_grid_writes_tables_plots_and_docs(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "mAP over the whole Hamming ranking" in md and "| cca_itq |" in md and "I→T 16" in md
     assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
-        f"synthetic_{b}bits_{d}_{k}.png" for b in (8, 16) for d in ("i2t", "t2i") for k in ("pr", "pk"))
+        [f"synthetic_{b}bits_{d}_{k}.png" for b in (8, 16) for d in ("i2t", "t2i") for k in ("pr", "pk")]
+        + ["synthetic_map_vs_bits.png"])
+    assert "vs cca_itq (8 bits)" in md and "Profile: default" in md  # the paired test and the profile
     text = doc.read_text()
     assert text.count("<!-- cmhash:generated:tiny -->") == 1 and "| dcmh |" in text
+    # The page embeds the figures, copied beside it.
+    assert "![synthetic map vs bits](img/tiny/synthetic_map_vs_bits.png)" in text
+    assert (tmp_path / "img" / "tiny" / "synthetic_16bits_t2i_pr.png").exists()
 
     # A stopped bench: the report is rebuilt from runs.jsonl and says it is partial.
     lines = (out / "runs.jsonl").read_text().splitlines()
-    (out / "runs.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (out / "runs.jsonl").write_text("\n".join(lines[:5]) + "\n")
     assert main([*args[:-len(FAST)], *FAST, "--report-only"]) == 0
-    assert "Partial: 3 of 8 runs" in (out / "results.md").read_text()
+    partial_md = (out / "results.md").read_text()
+    assert "Partial: 5 of 8 runs" in partial_md and "better in" in partial_md  # per-query AP reloaded
     assert doc.read_text().count("<!-- cmhash:generated:tiny -->") == 1
 
 
@@ -73,19 +79,20 @@ def test_update_doc_section_replaces_only_its_block(tmp_path):
 
 
 def test_overrides_are_routed_and_typos_caught():
-    per = split_overrides({"train.epochs": 3, "dcmh.hidden": 16}, ["cca_itq", "dcmh", "ddss"])
+    variants = plan_variants(["cca_itq", "dcmh", "ddss"], [("train.epochs", 3), ("dcmh.hidden", 16)])
+    per = {v.method: v.overrides for v in variants}
     assert per["dcmh"] == {"train": {"epochs": 3}, "hidden": 16}
     assert per["ddss"] == {"train": {"epochs": 3}} and per["cca_itq"] == {}
-    with pytest.raises(KeyError, match="no_such"):
-        split_overrides({"train.no_such": 1}, ["dcmh"])
+    with pytest.raises(ValueError, match="no_such"):
+        plan_variants(["dcmh"], [("train.no_such", 1)])
 
 
 def test_ablation_variants_remove_one_part_each():
-    variants = plan_variants([], {}, ablate="dcmh")
+    variants = plan_variants([], [], ablate="dcmh")
     assert [v.label for v in variants] == ["dcmh", "dcmh w/o quantization", "dcmh w/o balance"]
     assert variants[1].overrides == {"losses": {"quantization": 0.0}}
     with pytest.raises(ValueError, match="no ablatable"):
-        plan_variants([], {}, ablate="cca_itq")
+        plan_variants([], [], ablate="cca_itq")
 
 
 def test_train_then_eval_from_the_cli(tmp_path, capsys):

@@ -5,16 +5,14 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
 import torch
 
 from cmhash.data.dataset import CrossModalDataset
-
-if TYPE_CHECKING:
-    from cmhash.methods.deep import DeepHashMethod
+from cmhash.metrics.evaluate import Encoder
 
 
 class ValidationMAP(L.Callback):
@@ -34,7 +32,7 @@ class ValidationMAP(L.Callback):
     same score with no gather, and early stopping / best-weights decisions agree across ranks.
     """
 
-    def __init__(self, method: "DeepHashMethod", val: CrossModalDataset, every: int,
+    def __init__(self, method: Encoder, val: CrossModalDataset, every: int,
                  database: CrossModalDataset | None = None, window: int = 1):
         self.method, self.val, self.every = method, val, max(1, every)
         self.database = database if database is not None else val
@@ -60,6 +58,18 @@ class ValidationMAP(L.Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scores = list(state["scores"])
+
+
+class ValidationListener(L.Callback):
+    """Pass each epoch's validation score to ``listen(epoch, score)`` (it may raise to stop training)."""
+
+    def __init__(self, monitor: str, listen: Callable[[int, float], None]):
+        self.monitor, self.listen = monitor, listen
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None:
+            self.listen(trainer.current_epoch, float(score))
 
 
 class BestWeights(L.Callback):
