@@ -108,7 +108,7 @@ def test_excess_cross_correlation_is_zero_at_chance_and_gains_nothing_from_colla
 # ---- network ---------------------------------------------------------------------------------------
 def test_each_network_forms_its_own_code_and_an_item_is_coded_by_its_modality_network():
     data = tiny_data(n=6)
-    _, net = built(data)
+    _, net = built(data, components={"fused_code": False})
     net.eval()
     for m in ("image", "text"):
         x = torch.from_numpy(getattr(data, m))
@@ -123,12 +123,12 @@ def test_each_network_forms_its_own_code_and_an_item_is_coded_by_its_modality_ne
 
 def test_fused_code_is_the_retrieved_code_and_is_supervised():
     data = tiny_data(n=8)
-    method, net = built(data, components={"fused_code": True})
+    method, net = built(data)
     net.eval()
     x = torch.from_numpy(data.text)
     torch.testing.assert_close(net.encode("text", x), net.parts("text", x).fused)
     terms = method.loss_terms(net, batch_of(data))
-    own_only, own_net = built(data)
+    own_only, own_net = built(data, components={"fused_code": False})
     own_net.load_state_dict(net.state_dict())
     own_net.eval()
     # the fused pair adds a third set of codes to label prediction and triplet-quantization
@@ -163,13 +163,13 @@ def test_loss_terms_match_their_definitions():
     assert set(terms) == {"label_prediction", "triplet_quantization", "knowledge_transfer", "differential"}
     y = batch["labels"]
     img, txt = net.parts("image", batch["image"]), net.parts("text", batch["text"])
-    pairs = [(img.code, txt.code), (img.knowledge_code, txt.knowledge_code)]
+    pairs = [(img.code, txt.code), (img.knowledge_code, txt.knowledge_code), (img.fused, txt.fused)]
 
     def bce(code: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(net.classifier(code))
         return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
 
-    torch.testing.assert_close(terms["label_prediction"], sum(bce(h) for pair in pairs for h in pair) / 4)
+    torch.testing.assert_close(terms["label_prediction"], sum(bce(h) for pair in pairs for h in pair) / 6)
     c = method.config
 
     def tq(hi, ht):
@@ -177,7 +177,7 @@ def test_loss_terms_match_their_definitions():
         return ((slow_code_triplet(hi, ht, y, c["margin"]) + slow_code_triplet(ht, hi, y, c["margin"])) / 2
                 + c["quantization_mu"] * ((both - both.sign()) ** 2).mean().item())
 
-    assert terms["triplet_quantization"].item() == pytest.approx(sum(tq(*p) for p in pairs) / 2, rel=1e-5)
+    assert terms["triplet_quantization"].item() == pytest.approx(sum(tq(*p) for p in pairs) / 3, rel=1e-5)
     k = method.bits
     expect = ((img.code @ txt.code.T / k - img.knowledge_code @ txt.knowledge_code.T / k) ** 2).mean()
     torch.testing.assert_close(terms["knowledge_transfer"], expect)

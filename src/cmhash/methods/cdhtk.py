@@ -1,13 +1,14 @@
 """CDHTK — Cross-modal Dual Hashing based on Transfer Knowledge (Zhong et al., Acta Electronica Sinica 2025).
 
 Three networks, each forming its own codes: an image network and a text network (the dual hashing
-networks: an item's code is its modality network's code), and a transfer-knowledge network shared
-by both modalities (a per-modality input adapter into one shared trunk), whose codes for the two
-modalities come from one set of weights. Each network's codes are supervised by label prediction
-(a shared linear classifier) and a joint triplet-quantization loss; the knowledge network's
-cross-modal code similarities are transferred to the modality networks by distillation; a
-differential loss keeps the modality networks' features from duplicating the knowledge network's
-beyond chance. At inference only the modality network runs. See docs/methods/cdhtk.md.
+networks), and a transfer-knowledge network shared by both modalities (a per-modality input
+adapter into one shared trunk), whose codes for the two modalities come from one set of weights.
+An item's code combines its modality network's and the knowledge network's codes of the same
+item, tanh(z_m + z_k) (``fused_code``; off: the modality network's own code). Every code set (own,
+knowledge, fused) is supervised by label prediction (a shared linear classifier) and a joint
+triplet-quantization loss; the knowledge network's cross-modal code similarities are distilled
+into the modality networks'; a differential loss keeps the modality networks' features from
+duplicating the knowledge network's beyond chance. See docs/methods/cdhtk.md.
 """
 
 from __future__ import annotations
@@ -84,9 +85,8 @@ class CDHTKNetwork(HashNetwork):
 @register
 class CDHTK(DeepHashMethod):
     name = "cdhtk"
-    # fused_code is an alternative code, off by default, so it is not ablated
-    ablations = ("knowledge_network", "label_prediction", "triplet_quantization", "knowledge_transfer",
-                 "differential")
+    ablations = ("knowledge_network", "fused_code", "label_prediction", "triplet_quantization",
+                 "knowledge_transfer", "differential")
 
     def build_network(self) -> CDHTKNetwork:
         c = self.config
