@@ -1,9 +1,10 @@
 """DDSS — Dual-Driven cross-modal contrastive hashing via Structural feature and Semantic information
 (Huang et al., Information Fusion 123, 2025).
 
-Per modality a Dual Branch Feature Learning Module: a structural branch (graph attention over
+Per modality a Dual Branch Feature Learning Module: a structural branch (graph convolution over
 an item's nearest neighbours in a FIXED anchor bank of that modality's training features —
-k-means centres, as in anchor graph hashing — with learned edge weights) and a self-attention
+k-means centres, as in anchor graph hashing — with similarity or, optionally, learned attention
+edge weights) and a self-attention
 branch (a Transformer encoder over ONE item's feature tokens); their outputs are summed into the
 modality feature, which is split into a common part (read by the hash layer) and a private part
 (kept out of the code; with the common part it must rebuild the input, and the two parts are kept
@@ -151,9 +152,9 @@ class DDSSNetwork(HashNetwork):
 @register
 class DDSS(DeepHashMethod):
     name = "ddss"
-    # class_prototypes is an optional path, off by default, so it is not ablated
-    ablations = ("graph_branch", "learned_graph", "attention_branch", "private_elimination", "intra_contrastive",
-                 "inter_contrastive", "instance_hash", "semantic_hash", "quantization")
+    # class_prototypes and learned_graph are optional variants, off by default, so they are not ablated
+    ablations = ("graph_branch", "attention_branch", "private_elimination", "intra_contrastive", "inter_contrastive",
+                 "instance_hash", "semantic_hash", "quantization", "private_separation")
 
     def build_network(self) -> DDSSNetwork:
         c = self.config
