@@ -48,14 +48,21 @@ def _cell(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.4f} ± {std:.4f}" if seeds > 1 else f"{mean:.4f}"
 
 
-def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: dict[str, str]) -> str:
-    """Per dataset: the mAP table (methods x directions x bits) and the training-cost table."""
+def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: dict[str, str],
+                    methods: list[str] | None = None) -> str:
+    """Per dataset: the mAP table (methods x directions x bits), the paired test and the training-cost table.
+
+    ``methods`` keeps only those methods' rows (a method's own page); the strongest baseline of
+    the paired test is still chosen among all of ``results``.
+    """
     rows = aggregate(results)
     out = []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == ds]
         bits = sorted({r["bits"] for r in mine})
-        variants = list(dict.fromkeys(r["variant"] for r in mine))
+        everything = list(dict.fromkeys(r["variant"] for r in mine))
+        variants = [v for v in everything if methods is None or next(r["method"] for r in mine if r["variant"] == v)
+                    in methods]
         seeds = max(r["seeds"] for r in mine)
         by = {(r["variant"], r["bits"]): r for r in mine}
         out.append(f"### {ds}\n\n{dataset_notes.get(ds, '')}\n\n"
@@ -72,7 +79,7 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
                     cells.append(_cell(r[key], r[f"{key}_std"], r["seeds"]) if r else "–")
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
-        out.append(significance_table([r for r in results if r.dataset == ds], variants, bits))
+        out.append(significance_table([r for r in results if r.dataset == ds], everything, bits, shown=variants))
         head = ["method"] + [f"train s ({b} bits)" for b in bits] + ["s / epoch", "epochs run"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for v in variants:
@@ -87,9 +94,11 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
     return "\n".join(out)
 
 
-def significance_table(results: list[RunResult], variants: list[str], bits: list[int]) -> str:
+def significance_table(results: list[RunResult], variants: list[str], bits: list[int],
+                       shown: list[str] | None = None) -> str:
     """Each row against the strongest baseline of its bit length: paired Wilcoxon on per-query AP.
 
+    In an ablation table (variants with parts removed) the reference is the full method instead.
     The test and the marks are described in :mod:`cmhash.bench.significance`. Empty when the
     table has no baseline method or the runs carry no per-query AP (an old runs.jsonl).
     """
@@ -107,17 +116,20 @@ def significance_table(results: list[RunResult], variants: list[str], bits: list
                  if (v, b) in runs and methods[v] not in FOUNDING and v == methods[v]}
         if means:
             strongest[b] = max(means, key=means.get)
+    ablation = any(v != methods[v] for v in variants)
+    if ablation:  # an ablation table: each part removed against the full method
+        strongest = {b: variants[0] for b in bits if (variants[0], b) in runs}
     if not strongest:
         return ""
     head = ["method"] + [f"vs {strongest[b]} ({b} bits)" for b in bits if b in strongest]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for v in variants:
+    for v in shown if shown is not None else variants:
         cells = [v]
         for b in (b for b in bits if b in strongest):
             base, mine = runs.get((strongest[b], b), {}), runs.get((v, b), {})
             shared = sorted(set(base) & set(mine))
             if v == strongest[b]:
-                cells.append("strongest baseline")
+                cells.append("full method" if ablation else "strongest baseline")
                 continue
             if not shared:
                 cells.append("–")
@@ -127,7 +139,9 @@ def significance_table(results: list[RunResult], variants: list[str], bits: list
             mark = {"win": " **win**", "loss": " **loss**"}.get(res.verdict, " no difference")
             cells.append(f"{res.mean_diff:+.4f} (p={res.p_value:.1e}, better in {res.better_in}/{len(shared)}){mark}")
         lines.append("| " + " | ".join(cells) + " |")
-    return (f"Paired difference to the strongest baseline (highest mean mAP among the baselines in this table) "
+    reference = ("the full method (ablation: does removing the part change the result?)" if ablation else
+                 "the strongest baseline (highest mean mAP among the baselines in this table)")
+    return (f"Paired difference to {reference} "
             f"on the same queries: mean per-query AP difference over both directions and all "
             f"{len(next(iter(runs.values())))} seed(s), Wilcoxon signed-rank p (two-sided), and in how many seeds "
             f"the method was better. **win** / **loss**: p < {ALPHA} and the sign holds in every seed; "
