@@ -14,7 +14,7 @@ import pytest
 from cmhash.data import make_synthetic
 from cmhash.methods import get_method
 from cmhash.metrics import mean_average_precision
-from cmhash.train.engine import carve_validation
+from cmhash.train.engine import carve_validation, validation_database
 
 QUIET = {"progress": False}
 
@@ -55,15 +55,36 @@ def test_early_stopping_keeps_the_best_epoch(small):
     assert all("val_map" in h for h in model.history)
 
 
-def test_best_weights_are_restored(small):
-    model = fit(small, epochs=6, patience=0, val_fraction=0.2)
+def both_ways(model, q, db) -> float:
+    return (mean_average_precision(model.encode_image(q.image), model.encode_text(db.text), q.labels, db.labels)
+            + mean_average_precision(model.encode_text(q.text), model.encode_image(db.image), q.labels, db.labels)) / 2
+
+
+def test_best_weights_are_those_of_the_best_smoothed_score(small):
+    model = fit(small, epochs=6, patience=0, val_fraction=0.2, val_window=2)
+    raw = [h["val_map"] for h in model.history]
+    smooth = [h["val_map_smooth"] for h in model.history]
+    assert smooth == pytest.approx([np.mean(raw[max(0, i - 1):i + 1]) for i in range(len(raw))])
+    fit_set, val = carve_validation(small.split("train"), 0.2, seed=0)
+    # validation queries are ranked against the fitted training rows, like queries against the database
+    assert both_ways(model, val, fit_set) == pytest.approx(raw[int(np.argmax(smooth))], abs=1e-6)
+
+
+def test_validation_against_itself_when_no_database(small):
+    model = fit(small, epochs=2, patience=0, val_fraction=0.2, val_database=0, val_window=1)
+    _, val = carve_validation(small.split("train"), 0.2, seed=0)
     scores = [h["val_map"] for h in model.history]
-    train = small.split("train")
-    _, val = carve_validation(train, 0.2, seed=0)
-    img, txt = model.encode_image(val.image), model.encode_text(val.text)
-    score = (mean_average_precision(img, txt, val.labels, val.labels)
-             + mean_average_precision(txt, img, val.labels, val.labels)) / 2
-    assert score == pytest.approx(max(scores), abs=1e-6)
+    assert [h["val_map_smooth"] for h in model.history] == scores
+    assert both_ways(model, val, val) == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_validation_database_is_a_bounded_seeded_sample_of_the_fitted_rows(small):
+    fit_set, _ = carve_validation(small.split("train"), 0.2, seed=0)
+    assert validation_database(fit_set, 0, seed=0) is None
+    assert validation_database(fit_set, 10_000, seed=0) is fit_set
+    sample = validation_database(fit_set, 50, seed=0)
+    assert len(sample) == 50 and set(sample.ids) <= set(fit_set.ids)
+    assert sample.ids.tolist() == validation_database(fit_set, 50, seed=0).ids.tolist()
 
 
 def test_jsonl_log_and_resume(small, tmp_path):

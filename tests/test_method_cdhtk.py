@@ -1,4 +1,5 @@
-"""CDHTK: the shared losses it adds, fusion, loss terms, per-item codes, persistence, training."""
+"""CDHTK: the shared losses it adds, each network's own codes, the loss terms. Per-item codes, save/load
+and ±1 codes are the contract tests'."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from cmhash.data import CrossModalDataset
-from cmhash.methods import get_method, losses
+from cmhash.methods import losses
 from cmhash.methods.cdhtk import CDHTK, CDHTKNetwork
 
 SMALL = {"hidden": 32, "common_dim": 16,
@@ -91,25 +92,53 @@ def test_cross_correlation_of_constant_features_is_zero_with_finite_gradient():
     assert value.item() == 0.0 and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
 
 
+# ---- excess correlation (the differential loss) -------------------------------------------------------
+def test_excess_cross_correlation_is_zero_at_chance_and_gains_nothing_from_collapse():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(128, 64, generator=g), torch.randn(128, 64, generator=g)
+    # independent features: the plain mean squared correlation sits at its floor 1/(B-1) ...
+    assert losses.cross_correlation(a, b).item() == pytest.approx(1 / 127, rel=0.05)
+    # ... which the excess form removes, so a collapsed (constant) representation is no better
+    assert losses.excess_cross_correlation(a, b).item() < 2e-4
+    assert losses.excess_cross_correlation(torch.ones(128, 64), b).item() == 0.0
+    assert losses.excess_cross_correlation(a, 2 * a + 1).item() == pytest.approx(
+        (losses.cross_correlation(a, a).item() - 1 / 127) / (1 - 1 / 127), rel=1e-5)
+
+
 # ---- network ---------------------------------------------------------------------------------------
-def test_code_fuses_own_and_knowledge_logits_of_the_same_item():
+def test_each_network_forms_its_own_code_and_an_item_is_coded_by_its_modality_network():
     data = tiny_data(n=6)
-    _, net = built(data)
+    _, net = built(data, components={"fused_code": False})
     net.eval()
     for m in ("image", "text"):
         x = torch.from_numpy(getattr(data, m))
-        _, z = net.towers[m](x)
-        _, z_k = net.knowledge(net.adapters[m](x))
-        torch.testing.assert_close(net.encode(m, x), torch.tanh(z + z_k))
+        enc = net.parts(m, x)
+        z, z_k = net.towers[m](x)[1], net.knowledge(net.adapters[m](x))[1]
+        torch.testing.assert_close(enc.code, torch.tanh(z))
+        torch.testing.assert_close(enc.knowledge_code, torch.tanh(z_k))
+        torch.testing.assert_close(enc.fused, torch.tanh(z + z_k))
+        torch.testing.assert_close(net.encode(m, x), enc.code)
+        assert not torch.allclose(enc.code, enc.knowledge_code)
 
 
-def test_knowledge_network_off_gives_modality_codes_and_no_differential():
+def test_fused_code_is_the_retrieved_code_and_is_supervised():
+    data = tiny_data(n=8)
+    method, net = built(data)
+    net.eval()
+    x = torch.from_numpy(data.text)
+    torch.testing.assert_close(net.encode("text", x), net.parts("text", x).fused)
+    terms = method.loss_terms(net, batch_of(data))
+    own_only, own_net = built(data, components={"fused_code": False})
+    own_net.load_state_dict(net.state_dict())
+    own_net.eval()
+    # the fused pair adds a third set of codes to label prediction and triplet-quantization
+    assert terms["label_prediction"] != own_only.loss_terms(own_net, batch_of(data))["label_prediction"]
+
+
+def test_knowledge_network_off_gives_no_transfer_and_no_differential():
     data = tiny_data(n=8)
     method, net = built(data, components={"knowledge_network": False})
     assert net.knowledge is None and net.adapters is None
-    net.eval()
-    x = torch.from_numpy(data.image)
-    torch.testing.assert_close(net.encode("image", x), torch.tanh(net.towers["image"](x)[1]))
     assert set(method.loss_terms(net, batch_of(data))) == {"label_prediction", "triplet_quantization"}
 
 
@@ -118,24 +147,10 @@ def test_knowledge_trunk_learns_from_both_modalities():
     _, net = built(data)
     for m in ("image", "text"):
         net.zero_grad()
-        net.encode(m, torch.from_numpy(getattr(data, m))).sum().backward()
+        net.parts(m, torch.from_numpy(getattr(data, m))).knowledge_code.sum().backward()
         assert net.knowledge.hash.weight.grad.abs().sum() > 0
         other = "text" if m == "image" else "image"
         assert all(p.grad is None or not p.grad.any() for p in net.towers[other].parameters())
-
-
-@pytest.mark.parametrize("knowledge", [True, False])
-def test_codes_depend_on_the_item_alone(knowledge):
-    data = tiny_data(n=10)
-    _, net = built(data, components={"knowledge_network": knowledge})
-    net.eval()
-    for m in ("image", "text"):
-        x = torch.from_numpy(getattr(data, m))
-        full = net.encode(m, x)
-        others = x.clone()
-        others[[0, 1, 2, 4]] = torch.randn_like(others[[0, 1, 2, 4]]) * 10
-        torch.testing.assert_close(net.encode(m, x[3:4])[0], full[3])
-        torch.testing.assert_close(net.encode(m, others)[3], full[3])
 
 
 # ---- loss terms ------------------------------------------------------------------------------------
@@ -145,28 +160,45 @@ def test_loss_terms_match_their_definitions():
     net.eval()
     batch = batch_of(data)
     terms = method.loss_terms(net, batch)
-    assert set(terms) == {"label_prediction", "triplet_quantization", "differential"}
+    assert set(terms) == {"label_prediction", "triplet_quantization", "knowledge_transfer", "differential"}
     y = batch["labels"]
     img, txt = net.parts("image", batch["image"]), net.parts("text", batch["text"])
+    pairs = [(img.code, txt.code), (img.knowledge_code, txt.knowledge_code), (img.fused, txt.fused)]
 
     def bce(code: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(net.classifier(code))
         return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
 
-    torch.testing.assert_close(terms["label_prediction"], (bce(img.code) + bce(txt.code)) / 2)
+    torch.testing.assert_close(terms["label_prediction"], sum(bce(h) for pair in pairs for h in pair) / 6)
     c = method.config
-    triplet = (slow_code_triplet(img.code, txt.code, y, c["margin"]) + slow_code_triplet(txt.code, img.code, y, c["margin"])) / 2
-    both = torch.cat([img.code, txt.code])
-    expect = triplet + c["quantization_mu"] * ((both - both.sign()) ** 2).mean().item()
-    assert terms["triplet_quantization"].item() == pytest.approx(expect, rel=1e-5)
-    diff = (losses.cross_correlation(img.own, img.knowledge) + losses.cross_correlation(txt.own, txt.knowledge)) / 2
+
+    def tq(hi, ht):
+        both = torch.cat([hi, ht])
+        return ((slow_code_triplet(hi, ht, y, c["margin"]) + slow_code_triplet(ht, hi, y, c["margin"])) / 2
+                + c["quantization_mu"] * ((both - both.sign()) ** 2).mean().item())
+
+    assert terms["triplet_quantization"].item() == pytest.approx(sum(tq(*p) for p in pairs) / 3, rel=1e-5)
+    k = method.bits
+    expect = ((img.code @ txt.code.T / k - img.knowledge_code @ txt.knowledge_code.T / k) ** 2).mean()
+    torch.testing.assert_close(terms["knowledge_transfer"], expect)
+    diff = (losses.excess_cross_correlation(img.own, img.knowledge)
+            + losses.excess_cross_correlation(txt.own, txt.knowledge)) / 2
     torch.testing.assert_close(terms["differential"], diff)
+
+
+def test_transfer_teaches_the_modality_networks_only():
+    data = tiny_data(n=16)
+    method, net = built(data)
+    img, txt = net.parts("image", torch.from_numpy(data.image)), net.parts("text", torch.from_numpy(data.text))
+    method.knowledge_transfer(img, txt).backward()
+    assert net.towers["image"].hash.weight.grad.abs().sum() > 0
+    assert net.knowledge.hash.weight.grad is None  # the teacher is detached
 
 
 def test_disabled_terms_are_not_computed():
     data = tiny_data(n=8)
     method, net = built(data, losses={"label_prediction": 0.0, "differential": 0.0})
-    assert set(method.loss_terms(net, batch_of(data))) == {"triplet_quantization"}
+    assert set(method.loss_terms(net, batch_of(data))) == {"triplet_quantization", "knowledge_transfer"}
 
 
 def test_every_parameter_gets_gradient():
@@ -191,17 +223,3 @@ def test_no_nan_at_extremes(case):
     sum(terms.values()).backward()
     assert all(torch.isfinite(v) for v in terms.values())
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
-
-
-# ---- persistence, training -------------------------------------------------------------------------
-@pytest.mark.parametrize("bits", [16, 128])
-def test_training_gives_sign_codes_and_round_trips(bits, tmp_path):
-    data = tiny_data(n=64, dims=(128, 10), multi=bits == 16)
-    model = get_method("cdhtk")(bits=bits, seed=0, **SMALL).fit(data)
-    for c in (model.encode_image(data.image[:7]), model.encode_text(data.text[:7])):
-        assert c.shape == (7, bits) and set(np.unique(c)) <= {-1, 1}
-    model.save(tmp_path / "m.pt")
-    loaded = get_method("cdhtk").load(tmp_path / "m.pt")
-    assert np.array_equal(loaded.image_outputs(data.image), model.image_outputs(data.image))
-    assert np.array_equal(loaded.text_outputs(data.text), model.text_outputs(data.text))
-

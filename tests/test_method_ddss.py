@@ -1,6 +1,6 @@
-"""DDSS: the anchor bank, the dual-branch module's per-item independence and switches, each loss
-term's values and gradients (the semantic term against a slow reference), save/load, and short
-training runs on tiny data."""
+"""DDSS: the anchor bank, the dual-branch module's per-item independence and switches, the learned
+graph weights, the private-feature split, each loss term's values and gradients (the semantic term
+against a slow reference). Per-item codes, save/load and ±1 codes are the contract tests'."""
 
 from __future__ import annotations
 
@@ -10,22 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.methods import HashMethod, get_method
+from cmhash.methods import losses
 from cmhash.methods.ddss import DDSS, DualBranch, kmeans_bank
-from method_kit import batch, prepared_net, sized, tiny_data
+from method_kit import batch, prepared_net, sized
 
 FAST = {"hidden": 32, "feature_dim": 16, "anchors": 16, "neighbours": 4, "tokens": 4, "token_width": 8, "heads": 2}
-TERMS = ("intra_contrastive", "inter_contrastive", "instance_hash", "semantic_hash", "quantization")
-
-
+TERMS = ("intra_contrastive", "inter_contrastive", "instance_hash", "semantic_hash", "quantization", "private_separation")
 
 
 def method(bits: int = 16, **overrides) -> DDSS:
     return sized(DDSS, bits, **{**FAST, **overrides})
-
-
-
-
 
 
 # ---- anchor bank ----------------------------------------------------------------------------------
@@ -83,17 +77,6 @@ def test_dual_branch_shapes_and_per_item_independence(graph, attention):
 def test_both_branches_off_is_a_clear_error():
     with pytest.raises(ValueError, match="graph_branch and attention_branch"):
         method(components={"graph_branch": False, "attention_branch": False}).build_network()
-
-
-def test_network_codes_depend_on_the_item_alone():
-    net = prepared_net(method()).eval()
-    x = batch(8)["image"]
-    with torch.no_grad():
-        full = net.encode("image", x)
-        alone = torch.cat([net.encode("image", x[i:i + 1]) for i in range(8)])
-        reversed_ = net.encode("image", x.flip(0)).flip(0)
-    assert full.shape == (8, 16) and full.abs().max() < 1
-    assert torch.allclose(alone, full, atol=1e-5) and torch.allclose(reversed_, full, atol=1e-5)
 
 
 # ---- loss terms ----------------------------------------------------------------------------------------
@@ -181,26 +164,56 @@ def test_no_nan_at_extremes(case):
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
+# ---- learned graph and private-feature elimination ------------------------------------------------
+
+def test_learned_graph_weights_come_from_trained_query_and_key_maps():
+    torch.manual_seed(0)
+    graph = DualBranch(20, 16, anchors=10, neighbours=3, tokens=4, width=8, depth=1, heads=2, dropout=0.0,
+                       graph=True, attention=False, learned_graph=True).graph
+    graph.set_bank(torch.randn(10, 20))
+    x = torch.randn(5, 20)
+    w, idx = graph.edge_weights(x)
+    assert torch.allclose(w.sum(1), torch.ones(5)) and idx.shape == (5, 3)
+    # the same neighbours as the fixed graph, different weights, and the weights carry gradient to W_q, W_k
+    fixed = DualBranch(20, 16, anchors=10, neighbours=3, tokens=4, width=8, depth=1, heads=2, dropout=0.0,
+                       graph=True, attention=False, learned_graph=False).graph
+    fixed.set_bank(graph.bank)
+    w_fixed, idx_fixed = fixed.edge_weights(x)
+    assert torch.equal(idx, idx_fixed) and not torch.allclose(w, w_fixed)
+    (w * torch.randn_like(w)).sum().backward()
+    assert graph.query.weight.grad.abs().sum() > 0 and graph.key.weight.grad.abs().sum() > 0
 
 
-# ---- save / load and short training ---------------------------------------------------------------------
+def test_private_part_is_kept_out_of_the_code():
+    net = prepared_net(method()).eval()
+    x = batch(6)["image"]
+    with torch.no_grad():
+        enc = net.parts("image", x)
+        assert enc.private.shape == (6, 64) and enc.common.shape == enc.feature.shape
+        torch.testing.assert_close(enc.code, net.hash["image"](enc.common))
+        # the private map can change arbitrarily without changing any code
+        for p in net.split["image"].private.parameters():
+            p.add_(torch.randn_like(p))
+        torch.testing.assert_close(net.encode("image", x), enc.code)
 
-@pytest.mark.parametrize("bits", [16, 128])
-def test_short_training_gives_pm1_codes(bits):
-    data = tiny_data()
-    m = get_method("ddss")(bits=bits, seed=0, **FAST, train={"epochs": 2, "val_fraction": 0, "progress": False,
-                                                            "batch_size": 16})
-    m.fit(data)
-    for codes in (m.encode_image(data.image), m.encode_text(data.text)):
-        assert codes.shape == (60, bits) and set(np.unique(codes)) <= {-1, 1}
-    assert len(m.history) == 2
+
+def test_private_separation_is_reconstruction_plus_excess_correlation():
+    m = method()
+    net = prepared_net(m)
+    b = batch(12)
+    enc = net.parts("text", b["text"])
+    rebuilt = net.split["text"].decoder(torch.cat([enc.common, enc.private], 1))
+    expect = ((rebuilt - b["text"]) ** 2).mean() + losses.excess_cross_correlation(enc.common, enc.private)
+    torch.testing.assert_close(m.private_separation(net, "text", enc, b["text"]), expect)
 
 
-def test_save_load_round_trip_identical_codes(tmp_path):
-    data = tiny_data()
-    m = get_method("ddss")(bits=16, seed=0, **FAST, train={"epochs": 1, "val_fraction": 0, "progress": False})
-    m.fit(data)
-    m.save(tmp_path / "ddss.pt")
-    back = HashMethod.load(tmp_path / "ddss.pt")
-    assert np.array_equal(back.image_outputs(data.image), m.image_outputs(data.image))
-    assert np.array_equal(back.text_outputs(data.text), m.text_outputs(data.text))
+def test_without_private_elimination_the_code_reads_the_fused_feature():
+    m = method(components={"private_elimination": False})
+    net = prepared_net(m).eval()
+    assert net.split is None
+    x = batch(4)["text"]
+    with torch.no_grad():
+        enc = net.parts("text", x)
+        assert enc.common is None and enc.private is None
+        torch.testing.assert_close(enc.code, net.hash["text"](enc.feature))
+    assert "private_separation" not in m.loss_terms(net, batch())

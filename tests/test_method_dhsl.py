@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from cmhash.data import CrossModalDataset
-from cmhash.methods import get_method
 from cmhash.methods.dhsl import DHSL, FeatureSelector, RelationNetwork, fisher_scores, select_dimensions
 
 SMALL = {"hidden": 32, "feature_dim": 16, "selected_dims": 8, "relation_hidden": 8,
@@ -201,18 +200,3 @@ def test_selector_width_is_capped_at_the_input_dim():
     data = tiny_data(n=20, dims=(128, 10))
     _, net = built(data, selected_dims=64)
     assert len(net.image.selector.index) == 64 and len(net.text.selector.index) == 10
-
-
-@pytest.mark.parametrize("bits", [16, 128])
-def test_training_gives_sign_codes_and_round_trips(bits, tmp_path):
-    data = tiny_data(n=64, dims=(128, 10))
-    model = get_method("dhsl")(bits=bits, seed=0, **SMALL).fit(data)
-    codes = model.encode_image(data.image[:7]), model.encode_text(data.text[:7])
-    for c in codes:
-        assert c.shape == (7, bits) and set(np.unique(c)) <= {-1, 1}
-    model.save(tmp_path / "m.pt")
-    loaded = get_method("dhsl").load(tmp_path / "m.pt")
-    assert np.array_equal(loaded.image_outputs(data.image), model.image_outputs(data.image))
-    assert np.array_equal(loaded.text_outputs(data.text), model.text_outputs(data.text))
-    assert torch.equal(loaded.net.image.selector.index, model.net.image.selector.index)
-

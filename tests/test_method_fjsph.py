@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.methods import HashMethod, get_method, losses
+from cmhash.methods import losses
 from cmhash.methods.fjsph import FJSPH, Refinement, class_affinity, cluster_similarity, inner_product_regression
 from method_kit import batch, prepared_net, sized, tiny_data
 
@@ -189,27 +189,3 @@ def test_network_codes_depend_on_the_item_alone(refinement):
         changed = net.encode("text", other)
     assert full.shape == (8, 16) and full.abs().max() < 1
     assert torch.allclose(alone, full, atol=1e-6) and torch.allclose(changed[0], full[0], atol=1e-6)
-
-
-# ---- save / load and short training ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("bits", [16, 128])
-def test_short_training_gives_pm1_codes(bits):
-    data = tiny_data()
-    m = get_method("fjsph")(bits=bits, seed=0, **FAST, train={"epochs": 2, "val_fraction": 0, "progress": False,
-                                                             "batch_size": 16})
-    m.fit(data)
-    for codes in (m.encode_image(data.image), m.encode_text(data.text)):
-        assert codes.shape == (60, bits) and set(np.unique(codes)) <= {-1, 1}
-    assert len(m.history) == 2
-
-
-def test_save_load_round_trip_identical_codes(tmp_path):
-    data = tiny_data()
-    m = get_method("fjsph")(bits=16, seed=0, **FAST, train={"epochs": 1, "val_fraction": 0, "progress": False})
-    m.fit(data)
-    m.save(tmp_path / "fjsph.pt")
-    back = HashMethod.load(tmp_path / "fjsph.pt")
-    assert torch.equal(back.net.class_affinity, m.net.class_affinity)
-    assert np.array_equal(back.image_outputs(data.image), m.image_outputs(data.image))
-    assert np.array_equal(back.text_outputs(data.text), m.text_outputs(data.text))

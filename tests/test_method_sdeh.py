@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.methods import HashMethod, get_method, losses
+from cmhash.methods import losses
 from cmhash.methods.sdeh import SDEH, FeatureSubnetwork, SemanticDecomposition, code_consistency, multilevel_similarity
-from method_kit import batch, sized, tiny_data
+from method_kit import batch, sized
 
 FAST = {"hidden": 32, "feature_dim": 16, "tokens": 4, "token_width": 8, "heads": 2, "label_hidden": 16}
 TERMS = ("multilevel_similarity", "cross_modal_consistency", "label_prediction", "distribution_consistency",
@@ -108,20 +108,6 @@ def test_semantic_decomposition_attends_per_item_over_classes() -> None:
     torch.testing.assert_close(dec(f[3:4])[0], out[3], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("bits", [16, 128])
-def test_codes_do_not_depend_on_the_batch(bits: int) -> None:
-    torch.manual_seed(0)
-    net = method(bits).build_network().eval()
-    x = torch.randn(5, 128)
-    with torch.no_grad():
-        codes = net.encode("image", x)
-        alone = torch.cat([net.encode("image", x[i:i + 1]) for i in range(5)])
-        swapped = net.encode("image", torch.cat([x[:2], torch.randn(3, 128)]))
-    assert codes.shape == (5, bits) and codes.abs().max() < 1
-    torch.testing.assert_close(codes, alone, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(swapped[:2], codes[:2], atol=1e-5, rtol=1e-5)
-
-
 def test_components_switch_parts_off() -> None:
     net = method(components={"semantic_decomposition": False, "label_teacher": False,
                              "local_attention": False}).build_network()
@@ -199,22 +185,3 @@ def test_no_nan_at_extremes(labels: str) -> None:
     total.backward()
     assert all(torch.isfinite(v) for v in terms.values())
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
-
-
-# ---- training, save/load ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("bits,single", [(16, False), (128, True)])
-def test_training_gives_binary_codes_and_round_trips(bits: int, single: bool, tmp_path) -> None:
-    data = tiny_data(single_label=single)
-    m = get_method("sdeh")(bits=bits, seed=0, **FAST, train={"epochs": 2, "batch_size": 16, "val_fraction": 0,
-                                                              "progress": False})
-    m.fit(data)
-    codes = m.encode_image(data.image[:7])
-    assert codes.shape == (7, bits) and set(np.unique(codes)) <= {-1, 1}
-    assert m.encode_text(data.text).shape == (60, bits)
-    assert len(m.history) == 2 and all(np.isfinite(v) for v in m.history[-1].values())
-    m.save(tmp_path / "sdeh.pt")
-    back = HashMethod.load(tmp_path / "sdeh.pt")
-    np.testing.assert_array_equal(back.image_outputs(data.image), m.image_outputs(data.image))
-    np.testing.assert_array_equal(back.text_outputs(data.text), m.text_outputs(data.text))
-

@@ -85,17 +85,33 @@ def test_bad_input_is_named(name, fitted):
 ABLATABLE = [n for n in available_methods() if issubclass(get_method(n), DeepHashMethod) and get_method(n).ablations]
 
 
+def outputs_and_loss(m: DeepHashMethod) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes of both modalities and the engine's weighted total loss on a fixed batch (eval mode, fixed init)."""
+    net = prepared_net(m).eval()
+    b = batch()
+    with torch.no_grad():
+        codes = torch.cat([net.encode("image", b["image"]), net.encode("text", b["text"])], dim=1)
+        terms = m.loss_terms(net, b)
+        assert all(torch.isfinite(v) for v in terms.values())
+        total = sum(m.weight(k) * v for k, v in terms.items())
+    return codes, torch.as_tensor(total)
+
+
 @pytest.mark.parametrize("name", ABLATABLE)
 def test_every_ablation_switches_off_one_known_part(name):
-    """What ``bench --ablate`` removes is a real component or loss term, and the rest still gives finite losses."""
+    """What ``bench --ablate`` removes is a real component or loss term, switching it off changes the
+    network's outputs or the training loss on a fixed batch (so the part does work), and the rest
+    still gives finite losses."""
     cls = get_method(name)
+    codes, loss = outputs_and_loss(sized(cls))
     for part in cls.ablations:
         overrides = sized(cls).ablation_overrides(part)
         assert overrides in ({"components": {part: False}}, {"losses": {part: 0.0}}), part
         ablated = sized(cls, **overrides)
         assert (not ablated.enabled(part)) if part in ablated.config["components"] else ablated.weight(part) == 0
-        terms = ablated.loss_terms(prepared_net(ablated), batch())
-        assert all(torch.isfinite(v) for v in terms.values()), part
+        ablated_codes, ablated_loss = outputs_and_loss(ablated)
+        same_codes = ablated_codes.shape == codes.shape and torch.allclose(ablated_codes, codes, atol=1e-6)
+        assert not (same_codes and torch.isclose(ablated_loss, loss, atol=1e-7)), f"{part} changes nothing"
 
 
 def test_unknown_config_key_is_an_error():

@@ -67,25 +67,38 @@ class AnchorGraphConv(nn.Module):
     """Graph convolution over an item's k nearest neighbours in a FIXED anchor bank.
 
     Training and inference use the same path: neighbours of an item are looked up among anchor
-    features (a sample of training features saved with the model as a buffer), so an item's
-    output depends on itself and the bank, never on the rest of the batch.
+    features (saved with the model as a buffer), so an item's output depends on itself and the
+    bank, never on the rest of the batch. Edge weights are either fixed (softmax of cosine / 0.1)
+    or, with ``learned``, graph attention: softmax over the k neighbours of <W_q x, W_k a_j> / sqrt(d),
+    so which neighbours matter is learned from the training losses.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, anchors: int, k: int = 8):
+    def __init__(self, in_dim: int, out_dim: int, anchors: int, k: int = 8, learned: bool = False,
+                 key_dim: int = 64):
         super().__init__()
         self.k = k
         self.register_buffer("bank", torch.zeros(anchors, in_dim))
         self.self_proj = nn.Linear(in_dim, out_dim)
         self.neigh_proj = nn.Linear(in_dim, out_dim)
+        self.query = nn.Linear(in_dim, key_dim) if learned else None
+        self.key = nn.Linear(in_dim, key_dim) if learned else None
         self.norm = nn.LayerNorm(out_dim)
 
     def set_bank(self, features: torch.Tensor) -> None:
         self.bank.copy_(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def edge_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights (B, k) summing to 1, neighbour indices (B, k)) of each item."""
         sim = F.normalize(x, dim=1) @ F.normalize(self.bank, dim=1).T  # (B, A)
         top, idx = sim.topk(min(self.k, len(self.bank)), dim=1)
-        w = torch.softmax(top / 0.1, dim=1)  # edge weights from similarity
+        if self.query is None:
+            return torch.softmax(top / 0.1, dim=1), idx
+        keys = self.key(self.bank)[idx]  # (B, k, d)
+        logits = (self.query(x)[:, None, :] * keys).sum(-1) / keys.shape[-1] ** 0.5
+        return torch.softmax(logits, dim=1), idx
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, idx = self.edge_weights(x)
         neigh = (w[:, :, None] * self.bank[idx]).sum(dim=1)  # (B, D): weighted neighbour mean
         return self.norm(F.gelu(self.self_proj(x) + self.neigh_proj(neigh)))
 

@@ -3,10 +3,13 @@
 
 Per modality a Dual Branch Feature Learning Module: a structural branch (graph convolution over
 an item's nearest neighbours in a FIXED anchor bank of that modality's training features —
-k-means centres, as in anchor graph hashing) and a self-attention branch (a Transformer encoder
-over ONE item's feature tokens); their outputs are summed into the modality feature. Intra-modal
-contrastive learning aligns the two branches of an item, inter-modal contrastive learning aligns
-an image's feature with its paired text's. A Dual Path Instance Hashing Module (a hash layer per
+k-means centres, as in anchor graph hashing — with similarity or, optionally, learned attention
+edge weights) and a self-attention
+branch (a Transformer encoder over ONE item's feature tokens); their outputs are summed into the
+modality feature, which is split into a common part (read by the hash layer) and a private part
+(kept out of the code; with the common part it must rebuild the input, and the two parts are kept
+uncorrelated). Intra-modal contrastive learning aligns the two branches of an item, inter-modal
+contrastive learning aligns an image's common part with its paired text's. A Dual Path Instance Hashing Module (a hash layer per
 modality) is trained by instance-level contrastive learning (paired codes are positives) and
 semantic-level contrastive learning (label-guided: cross-modal codes sharing labels are
 positives, and codes are contrasted with learned class prototypes), plus quantization.
@@ -20,6 +23,7 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cmhash.data.dataset import CrossModalDataset
@@ -31,12 +35,21 @@ from cmhash.methods.registry import register
 MODALITIES = ("image", "text")
 
 
+def shared(enc: "Encoded") -> torch.Tensor:
+    """The part of a modality's feature that is meant to be shared: the common part, or the whole feature."""
+    return enc.feature if enc.common is None else enc.common
+
+
 class Encoded(NamedTuple):
-    """One modality's pass: the branch outputs (None when switched off), the fused feature, the code."""
+    """One modality's pass: the branch outputs (None when switched off), the fused feature, its
+    common and private parts (both None without private-feature elimination: the hash layer then
+    reads the fused feature), the code."""
 
     graph: torch.Tensor | None
     attention: torch.Tensor | None
     feature: torch.Tensor
+    common: torch.Tensor | None
+    private: torch.Tensor | None
     code: torch.Tensor
 
 
@@ -59,11 +72,11 @@ class DualBranch(nn.Module):
     """One modality's Dual Branch Feature Learning Module: structural + self-attention branch."""
 
     def __init__(self, in_dim: int, feature_dim: int, anchors: int, neighbours: int, tokens: int, width: int,
-                 depth: int, heads: int, dropout: float, graph: bool, attention: bool):
+                 depth: int, heads: int, dropout: float, graph: bool, attention: bool, learned_graph: bool = True):
         super().__init__()
         if not (graph or attention):
             raise ValueError("ddss: components graph_branch and attention_branch cannot both be off")
-        self.graph = AnchorGraphConv(in_dim, feature_dim, anchors, neighbours) if graph else None
+        self.graph = AnchorGraphConv(in_dim, feature_dim, anchors, neighbours, learned=learned_graph) if graph else None
         self.attention = nn.Sequential(TokenAttention(in_dim, tokens, width, depth, heads, dropout),
                                        nn.Linear(2 * width, feature_dim)) if attention else None
         self.norm = nn.LayerNorm(feature_dim)
@@ -75,6 +88,29 @@ class DualBranch(nn.Module):
         return g, a, self.norm(sum(b for b in (g, a) if b is not None))
 
 
+class PrivateSplit(nn.Module):
+    """Splits a modality feature f into a common part (what the hash layer reads) and a private part.
+
+    Both are linear maps of f; a decoder must rebuild the item's input from [common, private], and
+    the training loss keeps the two parts uncorrelated. The inter-modal and hashing losses pull the
+    common part toward what the paired modality and the labels share, so what is left over (the
+    modality's own, label-unrelated structure) has to go to the private part to be rebuilt, and is
+    kept out of the code: the "elimination of low-quality private features".
+    """
+
+    def __init__(self, in_dim: int, feature_dim: int, private_dim: int):
+        super().__init__()
+        self.common = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.LayerNorm(feature_dim))
+        self.private = nn.Sequential(nn.Linear(feature_dim, private_dim), nn.LayerNorm(private_dim))
+        self.decoder = nn.Linear(feature_dim + private_dim, in_dim)
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.common(f), self.private(f)
+
+    def reconstruct(self, common: torch.Tensor, private: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.cat([common, private], dim=1))
+
+
 class DDSSNetwork(HashNetwork):
     """Per modality a dual-branch feature module and a hash layer; class prototypes for training.
 
@@ -84,23 +120,30 @@ class DDSSNetwork(HashNetwork):
 
     def __init__(self, image_dim: int, text_dim: int, num_labels: int, bits: int, feature_dim: int, hidden: int,
                  anchors: int, neighbours: int, tokens: int, width: int, depth: int, heads: int, dropout: float,
-                 graph: bool, attention: bool, prototypes: bool):
+                 graph: bool, attention: bool, prototypes: bool, learned_graph: bool = True,
+                 private_dim: int | None = None):
         super().__init__()
+        dims = dict(zip(MODALITIES, (image_dim, text_dim)))
 
         def branch(dim: int) -> DualBranch:
             return DualBranch(dim, feature_dim, anchors, neighbours, tokens, width, depth, heads, dropout,
-                              graph, attention)
+                              graph, attention, learned_graph)
 
         def hash_layer() -> nn.Sequential:
             return nn.Sequential(mlp(feature_dim, hidden, hidden, dropout, layers=2), nn.GELU(), HashHead(hidden, bits))
 
-        self.branches = nn.ModuleDict({"image": branch(image_dim), "text": branch(text_dim)})
+        self.branches = nn.ModuleDict({m: branch(d) for m, d in dims.items()})
+        self.split = nn.ModuleDict({m: PrivateSplit(d, feature_dim, private_dim) for m, d in dims.items()}) \
+            if private_dim else None
         self.hash = nn.ModuleDict({m: hash_layer() for m in MODALITIES})
         self.prototypes = nn.Parameter(torch.randn(num_labels, bits)) if prototypes else None
 
     def parts(self, modality: str, x: torch.Tensor) -> Encoded:
         g, a, feature = self.branches[modality](x)
-        return Encoded(g, a, feature, self.hash[modality](feature))
+        if self.split is None:
+            return Encoded(g, a, feature, None, None, self.hash[modality](feature))
+        common, private = self.split[modality](feature)
+        return Encoded(g, a, feature, common, private, self.hash[modality](common))
 
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         return self.parts(modality, x).code
@@ -109,16 +152,17 @@ class DDSSNetwork(HashNetwork):
 @register
 class DDSS(DeepHashMethod):
     name = "ddss"
-    # class_prototypes is an optional path, off by default, so it is not ablated
-    ablations = ("graph_branch", "attention_branch", "intra_contrastive", "inter_contrastive", "instance_hash",
-                 "semantic_hash", "quantization")
+    # class_prototypes and learned_graph are optional variants, off by default, so they are not ablated
+    ablations = ("graph_branch", "attention_branch", "private_elimination", "intra_contrastive", "inter_contrastive",
+                 "instance_hash", "semantic_hash", "quantization", "private_separation")
 
     def build_network(self) -> DDSSNetwork:
         c = self.config
         return DDSSNetwork(*self.dims, self.num_labels, self.bits, c["feature_dim"], c["hidden"], c["anchors"],
                            c["neighbours"], c["tokens"], c["token_width"], c["attention_depth"], c["heads"],
                            c["dropout"], self.enabled("graph_branch"), self.enabled("attention_branch"),
-                           self.enabled("class_prototypes"))
+                           self.enabled("class_prototypes"), self.enabled("learned_graph"),
+                           c["private_dim"] if self.enabled("private_elimination") else None)
 
     def prepare(self, net: DDSSNetwork, train: CrossModalDataset) -> None:
         """Anchor banks: k-means centres of each modality's training features."""
@@ -136,8 +180,11 @@ class DDSS(DeepHashMethod):
             # the two branches of one item are positives, the other items' outputs negatives
             terms["intra_contrastive"] = (losses.info_nce(img.graph, img.attention, tf)
                                           + losses.info_nce(txt.graph, txt.attention, tf)) / 2
-        if self.weight("inter_contrastive"):
-            terms["inter_contrastive"] = losses.info_nce(img.feature, txt.feature, tf)
+        if self.weight("inter_contrastive"):  # on the common parts when private features are split off
+            terms["inter_contrastive"] = losses.info_nce(shared(img), shared(txt), tf)
+        if self.weight("private_separation") and img.private is not None:
+            terms["private_separation"] = (self.private_separation(net, "image", img, batch["image"])
+                                           + self.private_separation(net, "text", txt, batch["text"])) / 2
         if self.weight("instance_hash"):
             terms["instance_hash"] = losses.info_nce(img.code, txt.code, th)
         if self.weight("semantic_hash"):
@@ -145,6 +192,13 @@ class DDSS(DeepHashMethod):
         if self.weight("quantization"):
             terms["quantization"] = losses.quantization(torch.cat([img.code, txt.code]))
         return terms
+
+    @staticmethod
+    def private_separation(net: DDSSNetwork, modality: str, enc: Encoded, x: torch.Tensor) -> torch.Tensor:
+        """Rebuild the (standardised) input from [common, private] (mean squared error) and keep the
+        two parts uncorrelated beyond chance (``losses.excess_cross_correlation``)."""
+        rebuilt = net.split[modality].reconstruct(enc.common, enc.private)
+        return F.mse_loss(rebuilt, x) + losses.excess_cross_correlation(enc.common, enc.private)
 
     def semantic_hash(self, net: DDSSNetwork, hi: torch.Tensor, ht: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Label-guided contrastive loss on the codes, mean of its two paths.

@@ -93,9 +93,17 @@ def code_triplet(anchor: torch.Tensor, other: torch.Tensor, la: torch.Tensor, lb
     """
     sim = anchor @ other.T / anchor.shape[1]
     share = label_overlap(la, lb)
-    hinge = F.relu(margin - sim[:, :, None] + sim[:, None, :])
-    w = share[:, :, None] * (1 - share)[:, None, :]
-    return (w * hinge).sum() / w.sum().clamp_min(1.0)
+    # Exact sum in O(B^2 log B) instead of a (B, B, B) tensor: for anchor i and positive p the
+    # negatives n with s_in > s_ip - margin contribute (margin - s_ip) + s_in each, so sort each
+    # row's negative similarities once and read the count and sum of those above the threshold.
+    neg_sim = torch.where(share == 0, sim, torch.full_like(sim, -1e4))  # non-negatives never pass
+    values, _ = neg_sim.sort(dim=1)
+    suffix = torch.cat([values.flip(1).cumsum(1).flip(1), values.new_zeros(len(values), 1)], dim=1)
+    first = torch.searchsorted(values.detach().contiguous(), (sim - margin).detach().contiguous(), right=True)
+    count = values.shape[1] - first
+    total = (share * (count * (margin - sim) + suffix.gather(1, first))).sum()
+    triplets = (share.sum(1) * (1 - share).sum(1)).sum()
+    return total / triplets.clamp_min(1.0)
 
 
 def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -109,6 +117,19 @@ def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = F.normalize(a - a.mean(dim=0), dim=0)
     b = F.normalize(b - b.mean(dim=0), dim=0)
     return (a.T @ b).pow(2).mean()
+
+
+def excess_cross_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How far the mean squared correlation of ``a`` (B, Da) and ``b`` (B, Db) exceeds chance, in [0, 1].
+
+    Two independent representations still show a mean squared sample correlation of about
+    1 / (B - 1) over a batch of B, so ``cross_correlation`` has that floor, and the only way below
+    it is to collapse features to constants. Here the chance level is subtracted and the excess
+    hinged at 0 (and rescaled to [0, 1]): independent features already score 0, and collapsing
+    features gains nothing.
+    """
+    chance = 1.0 / max(1, len(a) - 1)
+    return F.relu(cross_correlation(a, b) - chance) / (1 - chance)
 
 
 def gaussian_mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0)) -> torch.Tensor:

@@ -128,6 +128,18 @@ def carve_validation(train: CrossModalDataset, fraction: float, seed: int) -> tu
     return train.subset(np.sort(perm[n_val:]), name=train.name), train.subset(np.sort(perm[:n_val]), name=f"{train.name}/val")
 
 
+def validation_database(fit_set: CrossModalDataset, size: int, seed: int) -> CrossModalDataset | None:
+    """The training rows validation queries are ranked against: all of them, or a seeded sample of
+    ``size`` when there are more (bounds the per-epoch cost); ``size`` 0 means none (the
+    validation split is then ranked against itself)."""
+    if size <= 0:
+        return None
+    if len(fit_set) <= size:
+        return fit_set
+    keep = np.random.default_rng(seed + 1).choice(len(fit_set), size, replace=False)
+    return fit_set.subset(np.sort(keep), name=f"{fit_set.name}/val-database")
+
+
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -175,11 +187,14 @@ def fit_deep(method: Trainable, train: CrossModalDataset) -> list[dict[str, floa
     history: list[dict[str, float]] = []
     callbacks: list[L.Callback] = []  # order matters: validation first, then who reads its score
     if val is not None:
-        callbacks += [ValidationMAP(method, val, int(cfg["val_every"])), BestWeights("val_map")]
+        database = validation_database(fit_set, int(cfg["val_database"]), method.seed)
+        callbacks += [ValidationMAP(method, val, int(cfg["val_every"]), database, int(cfg["val_window"])),
+                      BestWeights("val_map_smooth")]
         if method.on_validation is not None:  # e.g. cmhash tune reporting to its pruner
-            callbacks.append(ValidationListener("val_map", method.on_validation))
+            callbacks.append(ValidationListener("val_map_smooth", method.on_validation))
         if cfg["patience"]:
-            callbacks.append(L.pytorch.callbacks.EarlyStopping("val_map", mode="max", patience=int(cfg["patience"]),
+            callbacks.append(L.pytorch.callbacks.EarlyStopping("val_map_smooth", mode="max",
+                                                               patience=int(cfg["patience"]),
                                                                check_on_train_epoch_end=True))
     callbacks.append(JsonlLog(history, run_dir / "log.jsonl" if run_dir else None))
     if run_dir:
