@@ -97,7 +97,8 @@ def run_trial(spec: TuneSpec, train: CrossModalDataset, trial: Any) -> float:
 
         model.on_validation = listen
         model.fit(train)
-        scores = [h["val_map"] for h in model.history if "val_map" in h]
+        # The engine keeps the weights of the best smoothed score, so that is what a trial is worth.
+        scores = [h["val_map_smooth"] for h in model.history if "val_map_smooth" in h]
         return float(max(scores))
     model = cls(bits=spec.bits, seed=spec.seed, **config)
     fraction = float(engine_defaults()["val_fraction"])  # the same carve the engine makes for deep methods
