@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cmhash.bench.report import update_doc_section
-from cmhash.bench.runner import plan_variants, split_overrides
+from cmhash.bench.runner import plan_variants
 from cmhash.cli import main
 
 TINY = "synthetic:n=400,image_dim=24,text_dim=16,num_labels=5,n_query=60,n_train=200"
@@ -73,19 +73,20 @@ def test_update_doc_section_replaces_only_its_block(tmp_path):
 
 
 def test_overrides_are_routed_and_typos_caught():
-    per = split_overrides({"train.epochs": 3, "dcmh.hidden": 16}, ["cca_itq", "dcmh", "ddss"])
+    variants = plan_variants(["cca_itq", "dcmh", "ddss"], [("train.epochs", 3), ("dcmh.hidden", 16)])
+    per = {v.method: v.overrides for v in variants}
     assert per["dcmh"] == {"train": {"epochs": 3}, "hidden": 16}
     assert per["ddss"] == {"train": {"epochs": 3}} and per["cca_itq"] == {}
-    with pytest.raises(KeyError, match="no_such"):
-        split_overrides({"train.no_such": 1}, ["dcmh"])
+    with pytest.raises(ValueError, match="no_such"):
+        plan_variants(["dcmh"], [("train.no_such", 1)])
 
 
 def test_ablation_variants_remove_one_part_each():
-    variants = plan_variants([], {}, ablate="dcmh")
+    variants = plan_variants([], [], ablate="dcmh")
     assert [v.label for v in variants] == ["dcmh", "dcmh w/o quantization", "dcmh w/o balance"]
     assert variants[1].overrides == {"losses": {"quantization": 0.0}}
     with pytest.raises(ValueError, match="no ablatable"):
-        plan_variants([], {}, ablate="cca_itq")
+        plan_variants([], [], ablate="cca_itq")
 
 
 def test_train_then_eval_from_the_cli(tmp_path, capsys):

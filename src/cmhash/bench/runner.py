@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cmhash.config import Override, merge, route
 from cmhash.data.dataset import CrossModalDataset
 from cmhash.metrics import RankingMetrics
 from cmhash.methods import get_method
@@ -72,64 +73,25 @@ def expand_methods(names: list[str]) -> list[str]:
     return out
 
 
-def split_overrides(overrides: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
-    """``{"ddss.train.epochs": 5, "train.epochs": 3}`` to per-method nested overrides.
+def plan_variants(methods: list[str], overrides: list[Override], ablate: str | None = None) -> list[Variant]:
+    """The variants to run: each method, or the full method then each ablatable part removed.
 
-    A key that starts with a method name applies to that method; any other key applies to
-    every method whose config has it (and must fit at least one, so typos are caught).
+    ``overrides`` are (key, value) pairs in the dialect of :mod:`cmhash.config` (scoped or not).
     """
-    per: dict[str, dict[str, Any]] = {m: {} for m in methods}
-    for key, value in overrides.items():
-        head, _, rest = key.partition(".")
-        targets = [head] if head in per and rest else methods
-        path = rest.split(".") if head in per and rest else key.split(".")
-        applied = False
-        for m in targets:
-            if _has_path(get_method(m).default_config(), path):
-                _set_path(per[m], path, value)
-                applied = True
-        if not applied:
-            raise KeyError(f"--set {key}: no selected method has config key {'.'.join(path)!r}")
-    return per
-
-
-def _has_path(cfg: dict[str, Any], path: list[str]) -> bool:
-    for p in path:
-        if not isinstance(cfg, dict) or p not in cfg:
-            return False
-        cfg = cfg[p]
-    return True
-
-
-def _set_path(cfg: dict[str, Any], path: list[str], value: Any) -> None:
-    for p in path[:-1]:
-        cfg = cfg.setdefault(p, {})
-    cfg[path[-1]] = value
-
-
-def plan_variants(methods: list[str], overrides: dict[str, Any], ablate: str | None = None) -> list[Variant]:
-    """The variants to run: each method, or the full method then each ablatable part removed."""
     if ablate:
-        per = split_overrides(overrides, [ablate])[ablate]
+        per = route(overrides, {ablate: get_method(ablate).default_config()})[ablate]
         cls = get_method(ablate)
         if not issubclass(cls, DeepHashMethod) or not cls.ablations:
             raise ValueError(f"{ablate}: has no ablatable parts")
         base = cls(**per)
         variants = [Variant(ablate, ablate, per)]
         for part in cls.ablations:
-            variants.append(Variant(f"{ablate} w/o {part}", ablate, _merged(per, base.ablation_overrides(part)),
+            variants.append(Variant(f"{ablate} w/o {part}", ablate,
+                                    merge(per, base.ablation_overrides(part), where=ablate, strict=False),
                                     removed=part))
         return variants
-    per = split_overrides(overrides, methods)
+    per = route(overrides, {m: get_method(m).default_config() for m in methods})
     return [Variant(m, m, per[m]) for m in methods]
-
-
-def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Nested union of two override dicts (``b`` wins)."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in a.items()}
-    for k, v in b.items():
-        out[k] = _merged(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
 
 
 def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, topk: int | None = None,
@@ -141,7 +103,7 @@ def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, 
     cls = get_method(variant.method)
     overrides = variant.overrides
     if issubclass(cls, DeepHashMethod):  # the bench prints one line per run instead of progress bars
-        overrides = _merged({"train": {"progress": False}}, overrides)
+        overrides = merge({"train": {"progress": False}}, overrides, where=variant.method, strict=False)
     model = cls(bits=bits, seed=seed, **overrides)
     start = time.perf_counter()
     model.fit(dataset.with_splits(train=dataset.splits["train"]))

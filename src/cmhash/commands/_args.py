@@ -1,11 +1,11 @@
-"""Arguments several commands share: which dataset, config overrides."""
+"""Arguments several commands share: which dataset, config overrides (the dialect: cmhash.config)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-import yaml
+from cmhash.config import Override, gather
 
 
 def add_dataset_args(p: argparse.ArgumentParser, default: str | None = "wiki", many: bool = False) -> None:
@@ -35,41 +35,19 @@ def describe_protocol(ds) -> str:
             f"query {s.get('query', 0):,}, database {s.get('database', 0):,}, train {s.get('train', 0):,}.")
 
 
-def add_set_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, dotted (e.g. train.epochs=10, losses.quantization=0); repeatable")
-    p.add_argument("--config", help="YAML file of config overrides (applied before --set)")
+def add_set_arg(p: argparse.ArgumentParser, profile: bool = True) -> None:
+    """--set / --config (and --profile): the one override dialect, documented in cmhash.config."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
+                   help="override a config value, dotted (train.epochs=10, dcmh.hidden=32: scoped to one method; "
+                        "unscoped keys apply to every selected method that has them); repeatable")
+    p.add_argument("--config", help="YAML of overrides in the same dialect (top-level method names scope a "
+                                    "section; e.g. a tune best.yaml); applied before --set")
+    if profile:
+        p.add_argument("--profile", default="default", choices=["default", "tuned"],
+                       help="shipped hyperparameters: default, or tuned (methods/profiles/<family>/<method>.yaml, "
+                            "falling back to the defaults with a note where a method has none) (default: %(default)s)")
 
 
-def parse_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Flat ``{"train.epochs": 10}`` from --config (flattened) then --set."""
-    flat: dict[str, Any] = {}
-    if args.config:
-        with open(args.config) as f:
-            _flatten(yaml.safe_load(f) or {}, "", flat)
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        flat[key.strip()] = yaml.safe_load(value)
-    return flat
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"train.epochs": 10}`` to ``{"train": {"epochs": 10}}``."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return out
-
-
-def _flatten(tree: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            _flatten(v, f"{prefix}{k}.", out)
-        else:
-            out[f"{prefix}{k}"] = v
+def gather_overrides(args: argparse.Namespace) -> list[Override]:
+    """(key, value) overrides of --config then --set, in application order."""
+    return gather(args.config, args.overrides)

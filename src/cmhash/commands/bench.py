@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cmhash.commands._args import add_dataset_args, add_set_arg, describe_protocol, open_from_args, parse_overrides
+from cmhash.commands._args import add_dataset_args, add_set_arg, describe_protocol, gather_overrides, open_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     methods = expand_methods(args.methods) if not args.ablate else [args.ablate]
-    variants = plan_variants(methods, parse_overrides(args), ablate=args.ablate)
+    profiled, profile_note = profile_overrides(args.profile, args.dataset, methods)
+    variants = plan_variants(methods, profiled + gather_overrides(args), ablate=args.ablate)
     datasets = [open_from_args(args, spec) for spec in args.dataset]
     notes = {ds.name: describe_protocol(ds) for ds in datasets}
     seeds = list(range(args.seeds))
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - start
         argv = sys.argv[1:]
     meta = bench_meta(argv, wall, args.jobs, threads_per_run(args.jobs))
+    meta["profile"] = profile_note
     if len(results) < total:
         meta["partial"] = f"{len(results)} of {total} runs finished (the bench was stopped early)"
     paths = write_outputs(results, args.out, meta, args.topk, notes)
@@ -102,3 +104,21 @@ def run(args: argparse.Namespace) -> int:
                                title=f"## {'Ablation' if args.ablate else 'Results'} on {', '.join(args.dataset)} "
                                      "(generated)")
     return 0
+
+
+def profile_overrides(profile: str, datasets: list[str], methods: list[str]) -> tuple[list, str]:
+    """Scoped overrides of ``--profile`` for every method, and the line the tables print about it."""
+    from cmhash.config import dataset_family, load_profile
+
+    families = {dataset_family(d) for d in datasets}
+    if profile != "default" and len(families) > 1:
+        raise ValueError(f"--profile {profile}: bench one dataset family at a time (got {sorted(families)})")
+    family = families.pop()
+    overrides, used = [], {}
+    for m in methods:
+        mine, note = load_profile(profile, family, m)
+        overrides += mine
+        used.setdefault(note, []).append(m)
+    if profile == "default":
+        return overrides, "default (the YAML defaults in methods/configs/)"
+    return overrides, "; ".join(f"{note}: {', '.join(ms)}" for note, ms in used.items())

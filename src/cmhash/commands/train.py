@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cmhash.commands._args import add_dataset_args, add_set_arg, nest, open_from_args, parse_overrides
+from cmhash.commands._args import add_dataset_args, add_set_arg, gather_overrides, open_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from cmhash.methods import get_method
     from cmhash.methods.deep import DeepHashMethod
 
+    from cmhash.config import dataset_family, load_profile, resolve
+
     cls = get_method(args.method)
-    overrides = nest(parse_overrides(args))
+    profiled, profile_note = load_profile(args.profile, dataset_family(args.dataset), cls.name)
+    overrides = resolve(cls.name, cls.default_config(), profiled + gather_overrides(args))
     if issubclass(cls, DeepHashMethod):
         train_cfg = overrides.setdefault("train", {})
         if args.run_dir:
@@ -41,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     model = cls(bits=args.bits, seed=args.seed, **overrides).fit(dataset)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
         model.save(args.out)
-        print(f"trained {model!r} on {dataset.describe()}\nsaved {args.out}")
+        print(f"trained {model!r} (profile: {profile_note}) on {dataset.describe()}\nsaved {args.out}")
     return 0

@@ -11,16 +11,9 @@ from typing import Iterable
 
 import numpy as np
 
+from cmhash.errors import DataError  # re-exported: cmhash.data.dataset.DataError stays valid
+
 SPLITS = ("train", "query", "database")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the source (file), the field and the problem."""
-
-    def __init__(self, problem: str, *, source: str | None = None, field: str | None = None):
-        where = ", ".join(p for p in (f"file {source!r}" if source else "", f"field {field!r}" if field else "") if p)
-        super().__init__(f"{where}: {problem}" if where else problem)
-        self.source, self.field, self.problem = source, field, problem
 
 
 @dataclass

@@ -7,23 +7,20 @@ independently; ``save`` / ``load`` round-trip the model with its config.
 
 from __future__ import annotations
 
-import copy
 import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import yaml
-
 from cmhash.codes import sign
-from cmhash.data.dataset import CrossModalDataset, DataError
+from cmhash.config import merge, method_defaults
+from cmhash.data.dataset import CrossModalDataset
+from cmhash.errors import DataError
 from cmhash.io import atomic_path
 
 MODEL_FORMAT = "cmhash-model"
 MODEL_FORMAT_VERSION = 1
-CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 class HashMethod(ABC):
@@ -38,16 +35,15 @@ class HashMethod(ABC):
             raise ValueError(f"bits must be positive, got {bits}")
         self.bits = int(bits)
         self.seed = int(seed)
-        self.config = merge_config(self.default_config(), config, where=self.name)
+        self.config = merge(self.default_config(), config, where=self.name)
         self.dims: tuple[int, int] | None = None
         self.num_labels: int | None = None
 
     # ---- config -------------------------------------------------------------------------
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        """Defaults from ``methods/configs/<name>.yaml`` (empty when the method has none)."""
-        path = CONFIG_DIR / f"{cls.name}.yaml"
-        return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+        """Defaults from ``methods/configs/<name>.yaml`` (empty when the method has none; see cmhash.config)."""
+        return method_defaults(cls.name, deep=cls.deep)
 
     # ---- estimator API ----------------------------------------------------------------------
     def fit(self, dataset: CrossModalDataset) -> "HashMethod":
@@ -148,15 +144,3 @@ class HashMethod(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bits={self.bits}, seed={self.seed})"
 
-
-def merge_config(defaults: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
-    """Defaults updated by overrides (nested dicts merged); unknown keys are an error, not ignored."""
-    out = copy.deepcopy(defaults)
-    for key, value in overrides.items():
-        if key not in out:
-            raise KeyError(f"{where}: unknown config key {key!r}; known: {sorted(out)}")
-        if isinstance(out[key], dict) and isinstance(value, dict):
-            out[key] = merge_config(out[key], value, where=f"{where}.{key}")
-        else:
-            out[key] = value
-    return out

@@ -9,15 +9,15 @@ switches a term off. Architectural parts are switched under ``components``. Both
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from cmhash.data.dataset import CrossModalDataset
-from cmhash.methods.base import CONFIG_DIR, HashMethod, merge_config
+from cmhash.methods.base import HashMethod
+from cmhash.train import fit_deep
 
 Batch = dict[str, torch.Tensor]
 
@@ -40,18 +40,10 @@ class DeepHashMethod(HashMethod):
         super().__init__(bits=bits, seed=seed, **config)
         self.net: HashNetwork | None = None
         self.history: list[dict[str, float]] = []
+        # Called with (epoch, validation mAP) after each validation while fitting (cmhash tune's pruner).
+        self.on_validation: Callable[[int, float], None] | None = None
         # Per-modality input standardisation (mean, std) from the training rows; identity when off.
         self.input_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        """Method defaults with the shared training defaults merged under ``train``."""
-        own = super().default_config()
-        train = yaml.safe_load((CONFIG_DIR / "_train.yaml").read_text())
-        own["train"] = merge_config(train, own.get("train", {}), where=f"{cls.name}.train")
-        own.setdefault("losses", {})
-        own.setdefault("components", {})
-        return own
 
     # ---- what a method supplies ----------------------------------------------------------------
     @abstractmethod
@@ -109,8 +101,6 @@ class DeepHashMethod(HashMethod):
 
     # ---- HashMethod -----------------------------------------------------------------------------
     def _fit(self, train: CrossModalDataset) -> None:
-        from cmhash.train import fit_deep
-
         self.history = fit_deep(self, train)
 
     def _project(self, modality: str, x: np.ndarray) -> np.ndarray:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
+from typing import Any, Callable
 
 import lightning as L
 import torch
 
 from cmhash.data.dataset import CrossModalDataset
-
-if TYPE_CHECKING:
-    from cmhash.methods.deep import DeepHashMethod
+from cmhash.metrics.evaluate import Encoder
 
 
 class ValidationMAP(L.Callback):
@@ -24,7 +21,7 @@ class ValidationMAP(L.Callback):
     score with no gather, and early stopping / best-weights decisions agree across ranks.
     """
 
-    def __init__(self, method: "DeepHashMethod", val: CrossModalDataset, every: int):
+    def __init__(self, method: Encoder, val: CrossModalDataset, every: int):
         self.method, self.val, self.every = method, val, max(1, every)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -37,6 +34,18 @@ class ValidationMAP(L.Callback):
         labels = self.val.labels
         score = (mean_average_precision(img, txt, labels, labels) + mean_average_precision(txt, img, labels, labels)) / 2
         module.log("val_map", float(score), prog_bar=True, sync_dist=False)
+
+
+class ValidationListener(L.Callback):
+    """Pass each epoch's validation score to ``listen(epoch, score)`` (it may raise to stop training)."""
+
+    def __init__(self, monitor: str, listen: Callable[[int, float], None]):
+        self.monitor, self.listen = monitor, listen
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None:
+            self.listen(trainer.current_epoch, float(score))
 
 
 class BestWeights(L.Callback):

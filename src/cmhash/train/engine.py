@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 import lightning as L
 import numpy as np
@@ -22,10 +22,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from cmhash.data.dataset import CrossModalDataset
-from cmhash.train.callbacks import BestWeights, JsonlLog, ValidationMAP
-
-if TYPE_CHECKING:
-    from cmhash.methods.deep import DeepHashMethod
+from cmhash.train.callbacks import BestWeights, JsonlLog, ValidationMAP, ValidationListener
 
 for _name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -33,10 +30,40 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
+class Trainable(Protocol):
+    """What the engine needs from a deep method (``methods.deep.DeepHashMethod`` is one).
+
+    The engine depends on this protocol, not on the methods package, so ``methods`` imports
+    ``train`` and never the other way round.
+    """
+
+    name: str
+    seed: int
+    config: dict[str, Any]
+    net: torch.nn.Module | None
+    on_validation: Callable[[int, float], None] | None
+
+    def build_network(self) -> torch.nn.Module: ...
+
+    def prepare(self, net: torch.nn.Module, train: CrossModalDataset) -> None: ...
+
+    def loss_terms(self, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def weight(self, term: str) -> float: ...
+
+    def fit_input_stats(self, train: CrossModalDataset) -> None: ...
+
+    def standardize(self, modality: str, x: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_image(self, x: np.ndarray) -> np.ndarray: ...
+
+    def encode_text(self, x: np.ndarray) -> np.ndarray: ...
+
+
 class HashingModule(L.LightningModule):
     """Lightning wrapper: weighted sum of the method's loss terms, validation mAP, optimisers."""
 
-    def __init__(self, method: "DeepHashMethod", steps_per_epoch: int):
+    def __init__(self, method: Trainable, steps_per_epoch: int):
         super().__init__()
         self.method = method
         self.net = method.net
@@ -122,7 +149,7 @@ def _trainer_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def fit_deep(method: "DeepHashMethod", train: CrossModalDataset) -> list[dict[str, float]]:
+def fit_deep(method: Trainable, train: CrossModalDataset) -> list[dict[str, float]]:
     """Train ``method.net`` on ``train``; leaves the best-validation weights in place; returns the epoch log."""
     cfg = method.config["train"]
     L.seed_everything(method.seed, workers=True, verbose=False)
@@ -149,6 +176,8 @@ def fit_deep(method: "DeepHashMethod", train: CrossModalDataset) -> list[dict[st
     callbacks: list[L.Callback] = []  # order matters: validation first, then who reads its score
     if val is not None:
         callbacks += [ValidationMAP(method, val, int(cfg["val_every"])), BestWeights("val_map")]
+        if method.on_validation is not None:  # e.g. cmhash tune reporting to its pruner
+            callbacks.append(ValidationListener("val_map", method.on_validation))
         if cfg["patience"]:
             callbacks.append(L.pytorch.callbacks.EarlyStopping("val_map", mode="max", patience=int(cfg["patience"]),
                                                                check_on_train_epoch_end=True))
