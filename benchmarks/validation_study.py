@@ -6,7 +6,9 @@ Deep methods: the engine carves its validation split from the training split and
 its best validation mAP (mean of I->T and T->I, whole ranking). Shallow methods: the same split
 is carved here, the method is fitted on the rest and scored the same way. The query and
 database splits are never read. One JSON line per run is appended to ``--out``; ``--summary``
-prints mean +- std per arm and the paired per-seed difference to the first arm.
+prints mean +- std per arm and the paired per-seed difference to the first arm with a paired
+t-test over seeds (with 3 seeds only large, consistent differences reach p < 0.05: a difference
+that does not is reported as "no difference").
 
     python benchmarks/validation_study.py --method sdeh --dataset synthetic --bits 32 --seeds 0 1 2 \
         --arm base --arm scaled:similarity_scale=8 --out docs/studies/sdeh.jsonl
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import ttest_rel
 
 from cmhash.data.sources import open_dataset, parse_kwargs
 from cmhash.methods import get_method
@@ -70,6 +73,8 @@ def summarise(path: Path) -> None:
             common = sorted(set(by_seed) & set(base))
             diff = np.array([by_seed[s] - base[s] for s in common])
             d = f"{diff.mean():+.4f} +- {diff.std(ddof=1) if len(diff) > 1 else 0:.4f}" if arm != base_name else "-"
+            if arm != base_name and len(diff) > 2 and diff.std() > 0:
+                d += f" (paired t-test p = {ttest_rel([by_seed[s] for s in common], [base[s] for s in common]).pvalue:.3f})"
             print(f"| {arm} | {v.mean():.4f} +- {v.std(ddof=1) if len(v) > 1 else 0:.4f} | n={len(v)} "
                   f"| vs {base_name}: {d} |")
 
