@@ -30,15 +30,21 @@ def test_bench_grid_writes_tables_plots_and_docs(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "mAP over the whole Hamming ranking" in md and "| cca_itq |" in md and "I→T 16" in md
     assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
-        f"synthetic_{b}bits_{d}_{k}.png" for b in (8, 16) for d in ("i2t", "t2i") for k in ("pr", "pk"))
+        [f"synthetic_{b}bits_{d}_{k}.png" for b in (8, 16) for d in ("i2t", "t2i") for k in ("pr", "pk")]
+        + ["synthetic_map_vs_bits.png"])
+    assert "vs cca_itq (8 bits)" in md and "Profile: default" in md  # the paired test and the profile
     text = doc.read_text()
     assert text.count("<!-- cmhash:generated:tiny -->") == 1 and "| dcmh |" in text
+    # The page embeds the figures, copied beside it.
+    assert "![synthetic map vs bits](img/tiny/synthetic_map_vs_bits.png)" in text
+    assert (tmp_path / "img" / "tiny" / "synthetic_16bits_t2i_pr.png").exists()
 
     # A stopped bench: the report is rebuilt from runs.jsonl and says it is partial.
     lines = (out / "runs.jsonl").read_text().splitlines()
-    (out / "runs.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (out / "runs.jsonl").write_text("\n".join(lines[:5]) + "\n")
     assert main([*args[:-len(FAST)], *FAST, "--report-only"]) == 0
-    assert "Partial: 3 of 8 runs" in (out / "results.md").read_text()
+    partial_md = (out / "results.md").read_text()
+    assert "Partial: 5 of 8 runs" in partial_md and "better in" in partial_md  # per-query AP reloaded
     assert doc.read_text().count("<!-- cmhash:generated:tiny -->") == 1
 
 

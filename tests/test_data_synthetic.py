@@ -186,3 +186,53 @@ if __name__ == "__main__":
     print(f"chance (share of relevant pairs): {((q.labels.astype(float) @ db.labels.T) > 0).mean():.3f}")
     for name, codes in (("CCA + sign", cca_codes), ("ridge to labels", ridge_codes), ("MLP to labels", mlp_codes)):
         print(f"{name}: mean(I->T, T->I) mAP at 32 bits = {cross_modal_map(data, codes(train, 32)):.3f}")
+
+
+# ---- presets -------------------------------------------------------------------------------------
+def test_mirflickr_preset_is_the_default_generator():
+    from cmhash.data.synthetic import make_preset
+
+    a, b = make_preset("mirflickr", seed=2, **TINY), make_synthetic(**TINY, seed=2)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels) and a.name == "synthetic"
+    assert all(np.array_equal(a.splits[k], b.splits[k]) for k in b.splits)
+
+
+@pytest.mark.parametrize("preset, labels", [("nuswide", 21), ("coco", 80), ("noisy", 24), ("private", 24)])
+def test_presets_have_their_shape(preset, labels):
+    from cmhash.data.sources import open_dataset
+    from cmhash.data.synthetic import PRESETS
+
+    small = "n=2000,n_query=100,n_train=500,image_dim=32,text_dim=32"
+    ds = open_dataset(f"synthetic:preset={preset},{small}")
+    assert ds.num_labels == labels and ds.name == f"synthetic:{preset}"
+    assert len(ds.splits["query"]) == 100 and len(ds.splits["train"]) == 500
+    if preset == "nuswide":
+        assert (PRESETS["nuswide"]["n"], PRESETS["nuswide"]["n_query"], PRESETS["nuswide"]["n_train"]) == (
+            195834, 2100, 10500)
+    if preset == "coco":  # long-tailed: the most frequent label is many times the median one
+        freq = np.sort(ds.labels.sum(0))[::-1]
+        assert freq[0] > 10 * np.median(freq)
+
+
+def test_noisy_preset_corrupts_training_labels_only():
+    from cmhash.data.synthetic import make_preset
+
+    clean = make_synthetic(**TINY, seed=1)
+    noisy = make_preset("noisy", seed=1, **TINY)
+    for split in ("query", "database"):  # evaluation sees the clean items and labels
+        assert np.array_equal(noisy.labels[noisy.splits[split]], clean.labels[clean.splits[split]])
+        assert np.array_equal(noisy.image[noisy.splits[split]], clean.image[clean.splits[split]])
+    train_n, train_c = noisy.splits["train"], clean.splits["train"]
+    assert np.array_equal(noisy.image[train_n], clean.image[train_c])
+    changed = (noisy.labels[train_n] != clean.labels[train_c]).any(axis=1).mean()
+    assert 0.15 < changed <= 0.3  # 30% relabelled (some by chance to the same label set)
+    assert set(train_n).isdisjoint(noisy.splits["database"])  # noisy copies are not in the database
+
+
+@pytest.mark.parametrize("spec, field", [("synthetic:foo=1", "foo"), ("synthetic:preset=imagenet", "preset")])
+def test_unknown_synthetic_keys_are_named_errors(spec, field):
+    from cmhash.data import DataError
+    from cmhash.data.sources import open_dataset
+
+    with pytest.raises(DataError, match=field):
+        open_dataset(spec)

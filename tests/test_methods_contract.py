@@ -99,7 +99,7 @@ def test_every_ablation_switches_off_one_known_part(name):
 
 
 def test_unknown_config_key_is_an_error():
-    with pytest.raises(ValueError, match="unknown config key"):
+    with pytest.raises(KeyError, match="unknown config key"):
         get_method(available_methods()[0])(bits=8, no_such_key=1)
 
 

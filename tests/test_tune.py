@@ -56,6 +56,11 @@ def test_tune_cli_writes_outputs_resumes_and_installs_a_profile(tmp_path, monkey
     from cmhash.methods import HashMethod
 
     assert HashMethod.load(model).config["reg"] == best["cca_itq"]["reg"]
+    bench = tmp_path / "bench"
+    assert main(["bench", "--dataset", TINY_SPEC, "--methods", "cca_itq", "scm", "--bits", "8", "--out", str(bench),
+                 "--profile", "tuned", "--set", "scm.anchors=0"]) == 0
+    assert ("Profile: tuned (synthetic): cca_itq; default (no tuned synthetic profile): scm"
+            in (bench / "results.md").read_text())
 
 
 def test_deep_trials_report_every_epoch_to_the_pruner(tmp_path):

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:  # DataError is a ValueError
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # cmhash.errors' DataError / ConfigError are ValueErrors
         print(f"cmhash {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -20,5 +20,11 @@ class DataError(CmhashError):
         self.source, self.field, self.problem = source, field, problem
 
 
-class ConfigError(CmhashError):
-    """A config key, override, profile or search space that does not fit (names the key and the source)."""
+class ConfigError(CmhashError, KeyError):
+    """A config key, override, profile or search space that does not fit (names the key and the source).
+
+    Also a ``KeyError`` (an unknown key is a lookup that failed), so code that caught the
+    KeyError of earlier versions keeps working; printed as the plain message, without KeyError's quotes.
+    """
+
+    __str__ = CmhashError.__str__

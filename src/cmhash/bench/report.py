@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cmhash.bench.runner import RunResult, aggregate
-from cmhash.io import atomic_write_text
+from cmhash.io import atomic_path, atomic_write_text
 
 DIRECTION_NAMES = {"i2t": "I→T", "t2i": "T→I"}
 
@@ -47,14 +48,21 @@ def _cell(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.4f} ± {std:.4f}" if seeds > 1 else f"{mean:.4f}"
 
 
-def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: dict[str, str]) -> str:
-    """Per dataset: the mAP table (methods x directions x bits) and the training-cost table."""
+def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: dict[str, str],
+                    methods: list[str] | None = None) -> str:
+    """Per dataset: the mAP table (methods x directions x bits), the paired test and the training-cost table.
+
+    ``methods`` keeps only those methods' rows (a method's own page); the strongest baseline of
+    the paired test is still chosen among all of ``results``.
+    """
     rows = aggregate(results)
     out = []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == ds]
         bits = sorted({r["bits"] for r in mine})
-        variants = list(dict.fromkeys(r["variant"] for r in mine))
+        everything = list(dict.fromkeys(r["variant"] for r in mine))
+        variants = [v for v in everything if methods is None or next(r["method"] for r in mine if r["variant"] == v)
+                    in methods]
         seeds = max(r["seeds"] for r in mine)
         by = {(r["variant"], r["bits"]): r for r in mine}
         out.append(f"### {ds}\n\n{dataset_notes.get(ds, '')}\n\n"
@@ -71,6 +79,7 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
                     cells.append(_cell(r[key], r[f"{key}_std"], r["seeds"]) if r else "–")
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
+        out.append(significance_table([r for r in results if r.dataset == ds], everything, bits, shown=variants))
         head = ["method"] + [f"train s ({b} bits)" for b in bits] + ["s / epoch", "epochs run"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for v in variants:
@@ -85,6 +94,60 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
     return "\n".join(out)
 
 
+def significance_table(results: list[RunResult], variants: list[str], bits: list[int],
+                       shown: list[str] | None = None) -> str:
+    """Each row against the strongest baseline of its bit length: paired Wilcoxon on per-query AP.
+
+    In an ablation table (variants with parts removed) the reference is the full method instead.
+    The test and the marks are described in :mod:`cmhash.bench.significance`. Empty when the
+    table has no baseline method or the runs carry no per-query AP (an old runs.jsonl).
+    """
+    from cmhash.bench.significance import ALPHA, paired_test
+    from cmhash.methods.registry import FOUNDING
+
+    runs: dict[tuple[str, int], dict[tuple[int, int], RunResult]] = {}
+    for r in results:
+        if r.per_query_ap:
+            runs.setdefault((r.variant, r.bits), {})[r.replicate] = r
+    methods = {r.variant: r.method for r in results}
+    strongest: dict[int, str] = {}
+    for b in bits:
+        means = {v: np.mean([r.mean for r in runs[(v, b)].values()]) for v in variants
+                 if (v, b) in runs and methods[v] not in FOUNDING and v == methods[v]}
+        if means:
+            strongest[b] = max(means, key=means.get)
+    ablation = any(v != methods[v] for v in variants)
+    if ablation:  # an ablation table: each part removed against the full method
+        strongest = {b: variants[0] for b in bits if (variants[0], b) in runs}
+    if not strongest:
+        return ""
+    head = ["method"] + [f"vs {strongest[b]} ({b} bits)" for b in bits if b in strongest]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in shown if shown is not None else variants:
+        cells = [v]
+        for b in (b for b in bits if b in strongest):
+            base, mine = runs.get((strongest[b], b), {}), runs.get((v, b), {})
+            shared = sorted(set(base) & set(mine))
+            if v == strongest[b]:
+                cells.append("full method" if ablation else "strongest baseline")
+                continue
+            if not shared:
+                cells.append("–")
+                continue
+            res = paired_test([np.concatenate([mine[k].per_query_ap[d] for d in ("i2t", "t2i")]) for k in shared],
+                              [np.concatenate([base[k].per_query_ap[d] for d in ("i2t", "t2i")]) for k in shared])
+            mark = {"win": " **win**", "loss": " **loss**"}.get(res.verdict, " no difference")
+            cells.append(f"{res.mean_diff:+.4f} (p={res.p_value:.1e}, better in {res.better_in}/{len(shared)}){mark}")
+        lines.append("| " + " | ".join(cells) + " |")
+    reference = ("the full method (ablation: does removing the part change the result?)" if ablation else
+                 "the strongest baseline (highest mean mAP among the baselines in this table)")
+    return (f"Paired difference to {reference} "
+            f"on the same queries: mean per-query AP difference over both directions and all "
+            f"{len(next(iter(runs.values())))} seed(s), Wilcoxon signed-rank p (two-sided), and in how many seeds "
+            f"the method was better. **win** / **loss**: p < {ALPHA} and the sign holds in every seed; "
+            "otherwise no difference (docs/tuning.md).\n\n" + "\n".join(lines) + "\n")
+
+
 def markdown_report(results: list[RunResult], meta: dict[str, Any], topk: int | None,
                     dataset_notes: dict[str, str]) -> str:
     m = meta["machine"]
@@ -92,7 +155,7 @@ def markdown_report(results: list[RunResult], meta: dict[str, Any], topk: int | 
     header = (f"Generated by `{meta['command']}` on {meta['date']} in {meta['wall_seconds']:.0f} s.\n\n{partial}"
               f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; {meta.get('jobs', 1)} run(s) at a time, "
               f"{meta.get('threads_per_run', '?')} thread(s) each; Python {m['python']}, "
-              f"torch {m['torch']}, cmhash {m['cmhash']}.\n\n")
+              f"torch {m['torch']}, cmhash {m['cmhash']}.\n\nProfile: {meta.get('profile', 'default')}.\n\n")
     return header + markdown_tables(results, topk, dataset_notes)
 
 
@@ -116,15 +179,47 @@ def write_outputs(results: list[RunResult], out_dir: str | os.PathLike, meta: di
     return paths
 
 
+def _run_file(out_dir: Path, r: RunResult) -> Path:
+    key = f"{r.dataset}_{r.variant}_{r.bits}bits_seed{r.seed}_data{r.data_seed}"
+    return out_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".npz")
+
+
+def save_per_query(r: RunResult, out_dir: Path) -> None:
+    """One run's per-query AP (both directions), written as it finishes so --report-only can redo the tests."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(_run_file(out_dir, r)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **r.per_query_ap)
+
+
+def load_per_query(results: list[RunResult], out_dir: Path) -> None:
+    """Attach the per-query AP saved by :func:`save_per_query` to ``results`` (where a file exists)."""
+    for r in results:
+        if _run_file(out_dir, r).exists():
+            with np.load(_run_file(out_dir, r)) as data:
+                r.per_query_ap = {d: data[d] for d in data.files}
+
+
 def write_plots(results: list[RunResult], out_dir: Path) -> dict[str, Path]:
     """PR and P@K curves per dataset, bit length and direction (first seed, every variant)."""
-    from cmhash.metrics.plots import plot_pr_curves, plot_precision_at_k
+    from cmhash.metrics.plots import plot_map_vs_bits, plot_pr_curves, plot_precision_at_k
 
     paths = {}
     keyed: dict[tuple[str, int], dict[str, RunResult]] = {}
     for r in results:
         if r.metrics:
             keyed.setdefault((r.dataset, r.bits), {})[r.variant] = r
+    rows = aggregate(results)
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == ds]
+        if len({r["bits"] for r in mine}) > 1:
+            series = {}
+            for v in dict.fromkeys(r["variant"] for r in mine):
+                vr = sorted((r for r in mine if r["variant"] == v), key=lambda r: r["bits"])
+                series[v] = ([r["bits"] for r in vr], [r["mean"] for r in vr], [r["mean_std"] for r in vr])
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds)
+            paths[f"bits:{slug}"] = plot_map_vs_bits(series, out_dir / f"{slug}_map_vs_bits.png",
+                                                     title=f"{ds}: mAP against code length (±1 std over seeds)")
     for (ds, bits), by_variant in keyed.items():
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds)
         for d in ("i2t", "t2i"):
@@ -134,6 +229,31 @@ def write_plots(results: list[RunResult], out_dir: Path) -> dict[str, Path]:
             paths[f"pr:{name}"] = plot_pr_curves(series, out_dir / f"{name}_pr.png", title=f"PR curve: {title}")
             paths[f"pk:{name}"] = plot_precision_at_k(series, out_dir / f"{name}_pk.png", title=f"P@K: {title}")
     return paths
+
+
+def figure_block(paths: dict[str, Path], dest: Path, doc: Path) -> str:
+    """Copy the bench's figures that a page shows into ``dest`` and return Markdown embedding them.
+
+    Shown: mAP against code length per dataset, and the PR and P@K curves (both directions) at
+    the middle bit length; links are relative to ``doc``.
+    """
+    import shutil
+
+    keys = [k for k in paths if k.startswith("bits:")]
+    pr = [k for k in paths if k.startswith(("pr:", "pk:"))]
+    bits = sorted({int(re.search(r"_(\d+)bits_", k).group(1)) for k in pr})
+    if bits:
+        middle = bits[len(bits) // 2]
+        keys += [k for k in pr if f"_{middle}bits_" in k]
+    if not keys:
+        return ""
+    dest.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k in keys:
+        shutil.copyfile(paths[k], dest / paths[k].name)
+        rel = os.path.relpath(dest / paths[k].name, doc.parent)
+        lines.append(f"![{paths[k].stem.replace('_', ' ')}]({rel})")
+    return "\n\n" + " ".join(lines) + "\n"
 
 
 def update_doc_section(path: str | os.PathLike, section: str, content: str, title: str) -> None:

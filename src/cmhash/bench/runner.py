@@ -47,7 +47,9 @@ class RunResult:
     train_seconds: float
     epochs: int | None
     seconds_per_epoch: float | None
+    data_seed: int = 0
     metrics: dict[str, "RankingMetrics"] = field(default_factory=dict, repr=False)  # per direction, for plots
+    per_query_ap: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # per direction (paired tests)
 
     @property
     def mean(self) -> float:
@@ -55,8 +57,13 @@ class RunResult:
 
     def row(self) -> dict[str, Any]:
         """The flat, CSV-ready fields (curves left out)."""
-        return {k: getattr(self, k) for k in ("dataset", "variant", "method", "bits", "seed", "i2t", "t2i",
+        return {k: getattr(self, k) for k in ("dataset", "variant", "method", "bits", "seed", "data_seed", "i2t", "t2i",
                                               "train_seconds", "epochs", "seconds_per_epoch")} | {"mean": self.mean}
+
+    @property
+    def replicate(self) -> tuple[int, int]:
+        """(data seed, model seed): runs of two methods with the same replicate saw the same queries."""
+        return self.data_seed, self.seed
 
 
 def expand_methods(names: list[str]) -> list[str]:
@@ -95,10 +102,10 @@ def plan_variants(methods: list[str], overrides: list[Override], ablate: str | N
 
 
 def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, topk: int | None = None,
-            keep_metrics: bool = False) -> RunResult:
-    """Fit one variant on the train split and evaluate query vs database both ways."""
-    from cmhash.metrics.evaluate import evaluate_model_metrics
-    from cmhash.metrics.ranking import DEFAULT_KS
+            keep_metrics: bool = False, data_seed: int = 0) -> RunResult:
+    """Fit one variant on the train split and evaluate query vs database both ways (per-query AP kept)."""
+    from cmhash.metrics.evaluate import evaluate_model_per_query
+    from cmhash.metrics.ranking import DEFAULT_KS, summarize
 
     cls = get_method(variant.method)
     overrides = variant.overrides
@@ -110,28 +117,42 @@ def run_one(dataset: CrossModalDataset, variant: Variant, bits: int, seed: int, 
     seconds = time.perf_counter() - start
     query, database = dataset.split("query"), dataset.split("database")
     ks = sorted({k for k in DEFAULT_KS if k <= len(database)} | ({topk} if topk else set()))
-    metrics = evaluate_model_metrics(model, query, database, directions=("i2t", "t2i"), ks=ks, ndcg_ks=())
+    per_query = evaluate_model_per_query(model, query, database, directions=("i2t", "t2i"), ks=ks, ndcg_ks=())
+    metrics = {d: summarize(pq) for d, pq in per_query.items()}
     scores = {d: m.map if topk is None else m.map_at[topk] for d, m in metrics.items()}
     epochs = len(model.history) if isinstance(model, DeepHashMethod) else None
     return RunResult(
         dataset=dataset.name, variant=variant.label, method=variant.method, bits=bits, seed=seed,
         i2t=float(scores["i2t"]), t2i=float(scores["t2i"]), train_seconds=seconds, epochs=epochs,
-        seconds_per_epoch=seconds / epochs if epochs else None,
+        seconds_per_epoch=seconds / epochs if epochs else None, data_seed=data_seed,
         metrics=metrics if keep_metrics else {},
+        per_query_ap={d: _query_scores(pq, topk) for d, pq in per_query.items()},
     )
+
+
+def _query_scores(pq: Any, topk: int | None) -> np.ndarray:
+    """Each query's AP (or AP@topk); NaN for a query with no relevant item (no score, as the mean skips it)."""
+    values = pq.ap if topk is None else pq.ap_at[:, pq.ks.index(topk)]
+    return np.where(pq.num_relevant > 0, values, np.nan)
 
 
 def run_grid(datasets: list[CrossModalDataset], variants: list[Variant], bits: list[int], seeds: list[int],
              topk: int | None = None, on_result: Callable[[RunResult], None] | None = None,
-             jobs: int = 1) -> list[RunResult]:
+             jobs: int = 1, data_seeds: list[int] | None = None) -> list[RunResult]:
     """Every combination, in plan order; full metrics (for the plots) are kept for the first seed only.
+
+    ``data_seeds[i]`` is the data seed ``datasets[i]`` was drawn with (recorded in each run: the
+    runs of one dataset name over several data seeds are replicates of one table row).
 
     ``jobs > 1`` trains that many combinations at once in worker processes, each with an equal
     share of the CPU threads (seconds per epoch are then measured under that sharing).
     ``on_result`` sees runs as they finish.
     """
     plan = [(d, variant, b, s) for d in range(len(datasets)) for variant in variants for b in bits for s in seeds]
-    tasks = [dict(variant=v, bits=b, seed=s, topk=topk, keep_metrics=s == seeds[0]) for _, v, b, s in plan]
+    data_seeds = data_seeds or [0] * len(datasets)
+    first = {datasets[d].name: d for d in reversed(range(len(datasets)))}  # first data seed of each name
+    tasks = [dict(variant=v, bits=b, seed=s, topk=topk, keep_metrics=s == seeds[0] and first[datasets[d].name] == d,
+                  data_seed=data_seeds[d]) for d, v, b, s in plan]
     if jobs <= 1:
         results = []
         for (d, *_), task in zip(plan, tasks):

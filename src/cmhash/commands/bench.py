@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method-docs", action="store_true",
                    help="write each method's rows into docs/methods/<method>.md (block named as --docs-section, "
                         "or 'bench' / 'ablation')")
+    p.add_argument("--data-seeds", type=int, nargs="+", metavar="SEED",
+                   help="draw each dataset with each of these data seeds (synthetic data, protocol splits); the runs "
+                        "of all data seeds are the replicates of one row (e.g. tune on data seed 0, report on 1 2 3)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--report-only", action="store_true",
                    help="no training: rebuild the report from --out/runs.jsonl (e.g. of a stopped bench)")
@@ -41,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from cmhash.bench.report import bench_meta, markdown_tables, update_doc_section, write_outputs
+    from cmhash.bench.report import (bench_meta, figure_block, load_per_query, markdown_tables, save_per_query,
+                                     update_doc_section, write_outputs)
     from cmhash.bench.runner import RunResult, expand_methods, plan_variants, run_grid, threads_per_run
     from cmhash.methods import get_method
     from cmhash.methods.registry import FOUNDING
@@ -57,32 +62,43 @@ def run(args: argparse.Namespace) -> int:
     methods = expand_methods(args.methods) if not args.ablate else [args.ablate]
     profiled, profile_note = profile_overrides(args.profile, args.dataset, methods)
     variants = plan_variants(methods, profiled + gather_overrides(args), ablate=args.ablate)
-    datasets = [open_from_args(args, spec) for spec in args.dataset]
-    notes = {ds.name: describe_protocol(ds) for ds in datasets}
+    data_seeds = args.data_seeds or [args.data_seed]
+    opened = [(spec, seed) for spec in args.dataset for seed in data_seeds]
+    datasets = []
+    for spec, seed in opened:
+        args.data_seed = seed
+        datasets.append(open_from_args(args, spec))
+    seeds_note = f" Data seed{'s' if len(data_seeds) > 1 else ''} {', '.join(map(str, data_seeds))}" + (
+        " (each with every model seed: the replicates of a row)." if len(data_seeds) > 1 else ".")
+    notes = {ds.name: describe_protocol(ds) + seeds_note + f" Profile: {profile_note}." for ds in datasets}
     seeds = list(range(args.seeds))
-    total = len(datasets) * len(variants) * len(args.bits) * len(seeds)
+    total = len(datasets) * len(variants) * len(args.bits) * len(seeds)  # datasets: one per (spec, data seed)
     out = Path(args.out)
     partial = out / "runs.jsonl"  # one line per finished run, so an interrupted bench keeps its numbers
 
     if args.report_only:
         results = [RunResult(**{k: v for k, v in json.loads(line).items() if k != "mean"})
                    for line in partial.read_text().splitlines()]
+        load_per_query(results, out / "per_query")
         wall = sum(r.train_seconds for r in results)
         argv = [a for a in sys.argv[1:] if a != "--report-only"]
     else:
         out.mkdir(parents=True, exist_ok=True)
         partial.write_text("")
+        shutil.rmtree(out / "per_query", ignore_errors=True)
 
         finished: list[RunResult] = []
 
         def show(r: RunResult) -> None:
             finished.append(r)
+            save_per_query(r, out / "per_query")
             with open(partial, "a") as f:
                 f.write(json.dumps(r.row()) + "\n")
             console.print(f"[{len(finished)}/{total}] {r.dataset} {r.variant} {r.bits} bits "
                           f"seed {r.seed}: I→T {r.i2t:.4f} T→I {r.t2i:.4f} ({r.train_seconds:.1f} s)", soft_wrap=True)
 
-        results = run_grid(datasets, variants, args.bits, seeds, topk=args.topk, on_result=show, jobs=args.jobs)
+        results = run_grid(datasets, variants, args.bits, seeds, topk=args.topk, on_result=show, jobs=args.jobs,
+                           data_seeds=[seed for _, seed in opened])
         wall = time.perf_counter() - start
         argv = sys.argv[1:]
     meta = bench_meta(argv, wall, args.jobs, threads_per_run(args.jobs))
@@ -93,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
     print(paths["markdown"].read_text())  # plain: Markdown must not be re-wrapped to the terminal width
     console.print(f"total wall time: {wall:.1f} s ({wall / 60:.1f} min); outputs in {args.out}")
     if args.docs:
-        update_doc_section(args.docs, args.docs_section, paths["markdown"].read_text(),
+        doc = Path(args.docs)
+        figures = figure_block(paths, doc.parent / "img" / args.docs_section, doc)
+        update_doc_section(doc, args.docs_section, paths["markdown"].read_text() + figures,
                            title=args.docs_title or f"## {args.docs_section}")
     if args.method_docs:
         section = args.docs_section if args.docs else ("ablation" if args.ablate else "bench")
         for method in dict.fromkeys(r.method for r in results):
-            mine = [r for r in results if r.method == method]
-            text = f"Generated by `{meta['command']}` on {meta['date']}.\n\n" + markdown_tables(mine, args.topk, notes)
+            text = f"Generated by `{meta['command']}` on {meta['date']}.\n\n" + markdown_tables(
+                results, args.topk, notes, methods=[method])
             update_doc_section(f"docs/methods/{method}.md", section, text,
                                title=f"## {'Ablation' if args.ablate else 'Results'} on {', '.join(args.dataset)} "
                                      "(generated)")

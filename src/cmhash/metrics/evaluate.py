@@ -14,9 +14,11 @@ from cmhash.metrics.ranking import (
     DEFAULT_NDCG_KS,
     DEFAULT_RADIUS,
     EmptyRule,
+    PerQueryMetrics,
     RankingMetrics,
     mean_average_precision,
-    ranking_metrics,
+    per_query_metrics,
+    summarize,
 )
 
 # direction -> (query modality, database modality)
@@ -47,9 +49,18 @@ def evaluate_model_metrics(model: Encoder, query: CrossModalDataset, database: C
                            ndcg_ks: Iterable[int] = DEFAULT_NDCG_KS, empty: EmptyRule = "skip",
                            radius: int = DEFAULT_RADIUS, chunk_size: int | None = None) -> dict[str, RankingMetrics]:
     """direction -> every metric (mAP, mAP@K, P@K, R@K, NDCG@K, PR curve, P@r<=radius)."""
+    per_query = evaluate_model_per_query(model, query, database, directions, ks, ndcg_ks, chunk_size)
+    return {d: summarize(pq, empty=empty, radius=radius) for d, pq in per_query.items()}
+
+
+def evaluate_model_per_query(model: Encoder, query: CrossModalDataset, database: CrossModalDataset,
+                             directions: Iterable[str] = ("i2t", "t2i"), ks: Iterable[int] = DEFAULT_KS,
+                             ndcg_ks: Iterable[int] = DEFAULT_NDCG_KS,
+                             chunk_size: int | None = None) -> dict[str, PerQueryMetrics]:
+    """direction -> each query's values before averaging (paired tests compare methods query by query)."""
     ks, ndcg_ks = tuple(ks), tuple(ndcg_ks)
-    return {d: ranking_metrics(q, db, query.labels, database.labels, ks=ks, ndcg_ks=ndcg_ks, empty=empty,
-                               radius=radius, chunk_size=chunk_size)
+    return {d: per_query_metrics(q, db, query.labels, database.labels, ks=ks, ndcg_ks=ndcg_ks, radius_curve=True,
+                                 chunk_size=chunk_size)
             for d, (q, db) in _direction_codes(model, query, database, directions).items()}
 
 

@@ -33,23 +33,37 @@ def plot_precision_at_k(results: Mapping[str, RankingMetrics], path: str | os.Pa
                        log_x=True)
 
 
-def _save_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-                path: str | os.PathLike, title: str, log_x: bool = False) -> Path:
-    """One marked line per series (NaN points, e.g. radii retrieving nothing, are left out)."""
+def plot_map_vs_bits(series: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]],
+                     path: str | os.PathLike, title: str = "mAP against code length") -> Path:
+    """Mean mAP against bits with a ±1 std bar (the spread over seeds), one line per label."""
+    return _save_lines(series, xlabel="code length (bits)", ylabel="mean mAP (I→T, T→I)", path=path, title=title,
+                       log_x=True, ticks=sorted({b for x, *_ in series.values() for b in x}), ylim=None)
+
+
+def _save_lines(series: Mapping[str, tuple[Sequence[float], ...]], xlabel: str, ylabel: str,
+                path: str | os.PathLike, title: str, log_x: bool = False, ticks: Sequence[float] = (),
+                ylim: tuple[float, float] | None = (0, 1.02)) -> Path:
+    """One marked line per series, (x, y) or (x, y, y error); NaN points (radii retrieving nothing) left out."""
     if not series:
         raise ValueError("nothing to plot: no results given")
     fig = Figure(figsize=(6, 4.5), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for label, (x, y) in series.items():
+    for label, (x, y, *err) in series.items():
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         keep = ~(np.isnan(x) | np.isnan(y))
         if not keep.any():
             raise ValueError(f"{label!r}: no defined point to plot")
-        ax.plot(x[keep], y[keep], marker="o", markersize=3, label=label)
+        yerr = np.asarray(err[0], dtype=float)[keep] if err else None
+        ax.errorbar(x[keep], y[keep], yerr=yerr, marker="o", markersize=3, capsize=3 if err else 0, label=label)
     if log_x:
         ax.set_xscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1.02))
+    if len(ticks):
+        ax.set_xticks(list(ticks), [str(int(t)) for t in ticks])
+        ax.minorticks_off()
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if ylim:
+        ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
