@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cmhash.data import CrossModalDataset
-from cmhash.methods.dhsl import DHSL, FeatureSelector, RelationNetwork, fisher_scores, select_dimensions
+from cmhash.methods.dhsl import DHSL, FeatureSelector, RelationNetwork, fisher_scores, relation_loss, select_dimensions
 
 SMALL = {"hidden": 32, "feature_dim": 16, "selected_dims": 8, "relation_hidden": 8,
          "train": {"epochs": 2, "val_fraction": 0, "progress": False, "batch_size": 16}}
@@ -80,7 +80,7 @@ def test_selection_prefers_discriminative_then_high_variance_dimensions():
     assert list(select_dimensions(const, np.ones((200, 1)), 1)) == [2]
 
 
-def test_feature_selector_standardises_kept_dimensions_and_gates_them():
+def test_feature_selector_gates_the_chosen_dimensions_and_counts_what_it_keeps():
     rng = np.random.default_rng(1)
     labels = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, 60)]
     x = rng.normal(size=(60, 10)).astype(np.float32)
@@ -88,26 +88,70 @@ def test_feature_selector_standardises_kept_dimensions_and_gates_them():
     sel = FeatureSelector(2)
     sel.set_selection(x, labels)
     assert sel.index.tolist() == [2, 7]
+    with torch.no_grad():
+        sel.gate.copy_(torch.tensor([0.5, -2.0]))
     out = sel(torch.from_numpy(x))
-    np.testing.assert_allclose(out.detach().numpy(), (x[:, [2, 7]] - x[:, [2, 7]].mean(0)) / x[:, [2, 7]].std(0), atol=1e-4)
-    out.sum().backward()
-    assert sel.gate.grad is not None and torch.isfinite(sel.gate.grad).all()
+    np.testing.assert_allclose(out.detach().numpy(), x[:, [2, 7]] * np.array([0.5, -2.0]), rtol=1e-6)
+    assert sel.sparsity().item() == pytest.approx(1.25)
+    assert sel.kept() == 2
+    with torch.no_grad():
+        sel.gate.copy_(torch.tensor([0.01, -2.0]))
+    assert sel.kept() == 1
+
+
+def test_sparsity_penalty_silences_gates_of_useless_dimensions():
+    """Trained on the sparsity term alone plus a task that needs dimension 0 only, the other gates go to 0."""
+    torch.manual_seed(0)
+    sel = FeatureSelector(4)
+    x = torch.randn(256, 4)
+    target = 3 * x[:, :1]
+    opt = torch.optim.Adam(sel.parameters(), lr=0.05)
+    for _ in range(400):
+        opt.zero_grad()
+        loss = (sel(x).sum(dim=1, keepdim=True) - target).pow(2).mean() + 0.5 * sel.sparsity()
+        loss.backward()
+        opt.step()
+    assert sel.kept(tol=0.05) == 1 and sel.gate[0].abs() > 1
 
 
 # ---- relation network ------------------------------------------------------------------------------
 def test_relation_network_hand_checked_value_and_symmetry():
     rel = RelationNetwork(bits=2, hidden=1)
     with torch.no_grad():
-        rel.net[0].weight.copy_(torch.tensor([[1.0, 1.0]]))
-        rel.net[0].bias.zero_()
-        rel.net[2].weight.fill_(2.0)
-        rel.net[2].bias.fill_(-1.0)
+        rel.first.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        rel.first.bias.zero_()
+        rel.second.weight.fill_(2.0)
+        rel.second.bias.fill_(-1.0)
     a = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
     b = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.5, 0.5]])
     # score = sigmoid(2 * relu(a_i . b_j) - 1)
     expect = torch.sigmoid(2 * F.relu(a @ b.T) - 1)
     torch.testing.assert_close(rel(a, b), expect)
     torch.testing.assert_close(rel(b, a), rel(a, b).T)
+
+
+def test_monotone_relation_score_rises_with_every_agreeing_bit():
+    torch.manual_seed(0)
+    rel = RelationNetwork(bits=8, hidden=6, monotone=True)
+    a = torch.ones(1, 8)
+    scores = []
+    for m in range(9):  # codes agreeing with a on the first m bits
+        b = torch.cat([torch.ones(m), -torch.ones(8 - m)])[None]
+        scores.append(rel(a, b).item())
+    assert all(x <= y for x, y in zip(scores, scores[1:])) and scores[-1] > scores[0]
+
+
+def test_relation_loss_kinds_and_unlabelled_items():
+    torch.manual_seed(0)
+    rel = RelationNetwork(bits=4, hidden=3)
+    a, b = torch.tanh(torch.randn(3, 4)), torch.tanh(torch.randn(3, 4))
+    y = torch.tensor([[1.0, 0], [1, 1], [0, 0]])  # the third item has no label
+    s = torch.tensor([[1.0, 1], [1, 1]])
+    torch.testing.assert_close(relation_loss(rel, a, b, y, y, "mse"), ((rel(a[:2], b[:2]) - s) ** 2).mean())
+    torch.testing.assert_close(relation_loss(rel, a, b, y, y, "bce"),
+                               F.binary_cross_entropy(rel(a[:2], b[:2]), s), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="mse or bce"):
+        relation_loss(rel, a, b, y, y, "hinge")
 
 
 def test_relation_scores_of_a_pair_ignore_other_items():
@@ -123,8 +167,9 @@ def slow_weighted_triplet(u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, mar
     total = weight = 0.0
     cos = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T
     grade = F.normalize(y, dim=1) @ F.normalize(y, dim=1).T
+    known = y.sum(dim=1) > 0
     for i, p, n in itertools.product(range(len(u)), repeat=3):
-        if grade[i, p] > 0 and grade[i, n] == 0:
+        if grade[i, p] > 0 and grade[i, n] == 0 and known[i] and known[n]:
             total += float(grade[i, p] * F.relu(margin - cos[i, p] + cos[i, n]))
             weight += float(grade[i, p])
     return total / max(weight, 1.0)
@@ -132,11 +177,11 @@ def slow_weighted_triplet(u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, mar
 
 def test_loss_terms_match_their_definitions():
     data = tiny_data(n=6, dims=(12, 5))
-    method, net = built(data)
+    method, net = built(data, losses={"selector_sparsity": 0.1})
     net.eval()  # no dropout, so the codes recomputed below are the ones the terms saw
     batch = batch_of(data)
     terms = method.loss_terms(net, batch)
-    assert set(terms) == {"relation_inter", "relation_intra", "triplet", "quantization"}
+    assert set(terms) == {"relation_inter", "relation_intra", "triplet", "selector_sparsity", "quantization"}
     f, g, y = net.encode("image", batch["image"]), net.encode("text", batch["text"]), batch["labels"]
     s = (y @ y.T > 0).float()
     torch.testing.assert_close(terms["relation_inter"], ((net.relation(f, g) - s) ** 2).mean())
@@ -147,6 +192,17 @@ def test_loss_terms_match_their_definitions():
     assert terms["triplet"].item() == pytest.approx(expect, rel=1e-5)
     both = torch.cat([f, g])
     torch.testing.assert_close(terms["quantization"], ((both - both.sign()) ** 2).mean())
+    torch.testing.assert_close(terms["selector_sparsity"], (net.image.selector.gate.abs().mean()
+                                                            + net.text.selector.gate.abs().mean()) / 2)
+
+
+def test_unlabelled_items_are_no_triplet_negatives():
+    from cmhash.methods import losses
+    torch.manual_seed(0)
+    u, v = torch.randn(3, 6), torch.randn(3, 6)
+    y = torch.tensor([[1.0, 0], [1, 0], [0, 0]])
+    # the only candidate negative has no label: no triplet at all
+    assert losses.weighted_cosine_triplet(u, v, y, y, 0.3).item() == 0.0
 
 
 def test_disabled_terms_are_not_computed():
@@ -180,22 +236,7 @@ def test_no_nan_at_extremes(case):
 
 
 # ---- per-item codes, persistence, training ---------------------------------------------------------
-@pytest.mark.parametrize("selector", [True, False])
-def test_codes_depend_on_the_item_alone(selector):
-    data = tiny_data(n=10)
-    _, net = built(data, components={"feature_selector": selector})
-    assert (net.image.selector is not None) == selector
-    net.eval()
-    for modality in ("image", "text"):
-        x = torch.from_numpy(getattr(data, modality))
-        full = net.encode(modality, x)
-        alone = net.encode(modality, x[3:4])
-        others = x.clone()
-        others[[0, 1, 2, 4]] = torch.randn_like(others[[0, 1, 2, 4]]) * 10
-        torch.testing.assert_close(alone[0], full[3])
-        torch.testing.assert_close(net.encode(modality, others)[3], full[3])
-
-
+# ---- selector width -----------------------------------------------------------------------------
 def test_selector_width_is_capped_at_the_input_dim():
     data = tiny_data(n=20, dims=(128, 10))
     _, net = built(data, selected_dims=64)

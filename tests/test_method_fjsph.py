@@ -177,15 +177,17 @@ def test_refinement_is_residual_and_per_item():
         assert torch.equal(block(z), z)  # a zero residual branch leaves the embedding as it is
 
 
-@pytest.mark.parametrize("refinement", [True, False])
-def test_network_codes_depend_on_the_item_alone(refinement):
-    net = prepared_net(method(components={"refinement": refinement})).eval()
-    x = batch(8)["text"]
-    with torch.no_grad():
-        full = net.encode("text", x)
-        alone = torch.cat([net.encode("text", x[i:i + 1]) for i in range(8)])
-        other = x.clone()
-        other[1:] = torch.randn(7, 10)
-        changed = net.encode("text", other)
-    assert full.shape == (8, 16) and full.abs().max() < 1
-    assert torch.allclose(alone, full, atol=1e-6) and torch.allclose(changed[0], full[0], atol=1e-6)
+# ---- multimodal contrast -----------------------------------------------------------------------------------
+
+def test_contrast_with_label_positives_matches_its_definition():
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 6), torch.randn(4, 6)
+    y = torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 0]])  # items 0 and 1 share a label; item 3 has none
+    m = method(contrastive_positives="labels")
+    pos = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    t = m.config["temperature"]
+    expect = (losses.multi_positive_contrastive(a, b, pos, t) + losses.multi_positive_contrastive(b, a, pos, t)) / 2
+    torch.testing.assert_close(m.contrastive(a, b, y), expect)
+    torch.testing.assert_close(method().contrastive(a, b, y), losses.info_nce(a, b, t))  # default: paired InfoNCE
+    with pytest.raises(ValueError, match="pairs or labels"):
+        method(contrastive_positives="both").contrastive(a, b, y)

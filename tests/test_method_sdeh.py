@@ -10,18 +10,23 @@ import pytest
 import torch
 
 from cmhash.methods import losses
-from cmhash.methods.sdeh import SDEH, FeatureSubnetwork, SemanticDecomposition, code_consistency, multilevel_similarity
+from cmhash.methods.sdeh import (SDEH, FeatureSubnetwork, SemanticDecomposition, code_consistency, graded_target,
+                                 multilevel_similarity, slot_alignment)
 from method_kit import batch, sized
 
-FAST = {"hidden": 32, "feature_dim": 16, "tokens": 4, "token_width": 8, "heads": 2, "label_hidden": 16}
-TERMS = ("multilevel_similarity", "cross_modal_consistency", "label_prediction", "distribution_consistency",
-         "quantization")
+FAST = {"hidden": 32, "feature_dim": 16, "tokens": 4, "token_width": 8, "heads": 2, "label_hidden": 16,
+        "losses": {"slot_alignment": 1.0}, "components": {"label_slots": True}}
+TERMS = ("multilevel_similarity", "slot_alignment", "cross_modal_consistency", "label_prediction",
+         "distribution_consistency", "quantization")
 
 
 
 
 def method(bits: int = 16, **overrides) -> SDEH:
-    return sized(SDEH, bits, **{**FAST, **overrides})
+    config = {**FAST, **overrides}
+    for key in ("losses", "components"):
+        config[key] = {**FAST[key], **overrides.get(key, {})}
+    return sized(SDEH, bits, **config)
 
 
 
@@ -99,13 +104,19 @@ def test_semantic_decomposition_attends_per_item_over_classes() -> None:
     a = dec.attention(f)
     assert a.shape == (7, 5)
     torch.testing.assert_close(a.sum(dim=1), torch.ones(7))
-    out = dec(f)
+    out, used = dec(f)
     assert out.shape == (7, 16)
+    torch.testing.assert_close(used, a)
     # by hand: LayerNorm(f + softmax(q(f) k(E)^T / sqrt(d)) v(E)) for item 3 alone
     q, k, v = dec.query(f[3]), dec.key(dec.classes), dec.value(dec.classes)
     ref = dec.norm(f[3] + torch.softmax(k @ q / 4.0, dim=0) @ v)
     torch.testing.assert_close(out[3], ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(dec(f[3:4])[0], out[3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dec(f[3:4])[0][0], out[3], atol=1e-5, rtol=1e-5)
+    # given attention (the teacher's own classes) replaces the learned one
+    given = torch.eye(5)[[0, 1, 2, 3, 4, 0, 1]]
+    out2, used2 = dec(f, given)
+    torch.testing.assert_close(used2, given)
+    torch.testing.assert_close(out2[0], dec.norm(f[0] + v[0]), atol=1e-5, rtol=1e-5)
 
 
 def test_components_switch_parts_off() -> None:
@@ -153,21 +164,76 @@ def test_consistency_hand_values() -> None:
 def test_multilevel_similarity_hand_values() -> None:
     y = torch.tensor([[1.0, 0, 0], [1, 1, 0], [0, 0, 1]])
     # zero codes: theta = 0 everywhere, loss = log 2 whatever the labels
-    assert multilevel_similarity(torch.zeros(3, 4), y).item() == pytest.approx(math.log(2))
-    # slow reference: -mean(s log sigma(theta) + (1 - s) log(1 - sigma(theta))), theta = <h_i, h_j> / 2
+    assert multilevel_similarity(torch.zeros(3, 4), y, 8.0, 0.5).item() == pytest.approx(math.log(2))
+    # slow reference: -mean(t log sigma(theta) + (1 - t) log(1 - sigma(theta))), theta = scale <h_i, h_j> / k,
+    # t = floor [shared label] + (1 - floor) cosine
     h = torch.tensor([[0.9, -0.5], [0.3, 0.8], [-0.7, -0.2]])
-    s = [[1, 1 / math.sqrt(2), 0], [1 / math.sqrt(2), 1, 0], [0, 0, 1]]
-    ref = 0.0
-    for i in range(3):
-        for j in range(3):
-            theta = float(h[i] @ h[j]) / 2
-            p = 1 / (1 + math.exp(-theta))
-            ref -= s[i][j] * math.log(p) + (1 - s[i][j]) * math.log(1 - p)
-    assert multilevel_similarity(h, y).item() == pytest.approx(ref / 9, rel=1e-5)
-    # graded: a pair sharing more labels is pulled closer (its optimum theta is higher)
-    y2 = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0]])
-    target = losses.label_cosine(y2, y2)
-    assert target[0, 1] > target[0, 2] > 0
+    c = 1 / math.sqrt(2)
+    for scale, floor in ((1.0, 0.0), (6.0, 0.5)):
+        t = [[1, floor + (1 - floor) * c, 0], [floor + (1 - floor) * c, 1, 0], [0, 0, 1]]
+        ref = 0.0
+        for i in range(3):
+            for j in range(3):
+                theta = scale * float(h[i] @ h[j]) / 2
+                p = 1 / (1 + math.exp(-theta))
+                ref -= t[i][j] * math.log(p) + (1 - t[i][j]) * math.log(1 - p)
+        assert multilevel_similarity(h, y, scale, floor).item() == pytest.approx(ref / 9, rel=1e-5)
+
+
+def test_graded_target_keeps_every_relevant_pair_above_random_and_orders_them() -> None:
+    y = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 1, 1], [0, 0, 0, 1]])
+    t = graded_target(y, y, 0.5)
+    assert t[0, 1] == pytest.approx(1.0) and t[0, 4] == 0
+    assert t[0, 1] > t[0, 2] > t[0, 3] > 0.5  # cosines 1, 1/2, 1/sqrt(6): all above 1/2, in order
+
+
+@pytest.mark.parametrize("floor", [0.5, 0.7])
+def test_optimum_hamming_distance_is_a_fixed_fraction_of_the_bits(floor: float) -> None:
+    """For a pair with graded target t, scan codes with m agreeing bits of k: the best m / k is the same
+    for 16 and 64 bits, below 1/2 distance for every relevant pair, and falls as the label overlap grows."""
+    scale = 8.0
+    y = torch.tensor([[1.0, 1, 0], [1, 1, 0], [1, 0, 1], [1, 0, 0]])
+    best = {}
+    for k in (16, 64):
+        for j, name in ((1, "identical"), (2, "half"), (3, "some")):
+            pair_labels = y[[0, j]]
+            losses_by_m = []
+            for m in range(k + 1):
+                a = torch.ones(k)
+                b = torch.cat([torch.ones(m), -torch.ones(k - m)])
+                losses_by_m.append(multilevel_similarity(torch.stack([a, b]), pair_labels, scale, floor).item())
+            best[k, name] = 1 - int(np.argmin(losses_by_m)) / k  # Hamming distance / k at the optimum
+    for name in ("identical", "half", "some"):
+        assert best[16, name] == pytest.approx(best[64, name], abs=1 / 16)
+        assert best[64, name] < 0.5
+    assert best[64, "identical"] <= best[64, "some"] <= best[64, "half"]
+
+
+def test_unlabelled_items_do_not_enter_the_label_terms() -> None:
+    torch.manual_seed(0)
+    h = torch.tanh(torch.randn(4, 8))
+    y = torch.tensor([[1.0, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]])
+    got = multilevel_similarity(h, y, 8.0, 0.5)
+    torch.testing.assert_close(got, multilevel_similarity(h[:3], y[:3], 8.0, 0.5))
+    a = torch.softmax(torch.randn(4, 3), dim=1)
+    torch.testing.assert_close(slot_alignment(a, y), slot_alignment(a[:3], y[:3]))
+
+
+def test_slot_alignment_hand_value_ties_slot_c_to_label_c() -> None:
+    # item of labels {0, 1}: target (1/2, 1/2, 0); attention (0.5, 0.25, 0.25) -> -(log .5 + log .25) / 2
+    a = torch.tensor([[0.5, 0.25, 0.25]])
+    y = torch.tensor([[1.0, 1, 0]])
+    assert slot_alignment(a, y).item() == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2)
+    assert slot_alignment(torch.tensor([[0.5, 0.5, 0.0]]), y).item() < slot_alignment(a, y).item()
+
+
+def test_teacher_attends_to_exactly_its_labels() -> None:
+    torch.manual_seed(0)
+    net = method().build_network()
+    y = torch.tensor([[1.0, 0, 1, 0, 0], [0, 1, 0, 0, 0]])
+    torch.testing.assert_close(net.parts("labels", y).attention, torch.tensor([[0.5, 0, 0.5, 0, 0], [0, 1.0, 0, 0, 0]]))
+    free = method(components={"label_slots": False}).build_network()
+    assert not torch.allclose(free.parts("labels", y).attention, torch.tensor([[0.5, 0, 0.5, 0, 0], [0, 1.0, 0, 0, 0]]))
 
 
 @pytest.mark.parametrize("labels", ["identical", "single", "empty"])

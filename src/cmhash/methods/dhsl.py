@@ -1,12 +1,13 @@
 """DHSL — Deep Hashing Similarity Learning for cross-modal retrieval (Ma et al., IEEE Access 2024).
 
-Per modality an MLP gives a low-dimensional learned feature; a feature selector keeps the most
-label-discriminative dimensions of the ORIGINAL feature (chosen once from the training set) and
-concatenates them with the learned feature before the hash layer, so detail the MLP would lose
-still reaches the code. A relation network scores pairs of codes — image–text (inter-modal) and
+Per modality an MLP gives a low-dimensional learned feature; a feature selector keeps dimensions
+of the ORIGINAL feature (Fisher-score candidates chosen once from the training set, then sparse
+learned gates under an L1 penalty) and concatenates them with the learned feature before the hash
+layer, so detail the MLP would lose still reaches the code. A relation network scores pairs of codes — image–text (inter-modal) and
 image–image, text–text (intra-modal) — and is trained toward the label similarity; it shapes the
 codes during training only, retrieval is by Hamming distance of per-item codes. Losses: relation
-(inter, intra), weighted cosine triplet (cross-modal), quantization. See docs/methods/dhsl.md.
+(inter, intra), weighted cosine triplet (cross-modal), selector sparsity, quantization. Items
+without labels are left out of every label-driven term. See docs/methods/dhsl.md.
 """
 
 from __future__ import annotations
@@ -52,29 +53,35 @@ def select_dimensions(x: np.ndarray, labels: np.ndarray, m: int) -> np.ndarray:
 
 
 class FeatureSelector(nn.Module):
-    """Keeps ``m`` chosen dimensions of the original feature, standardised, times a learned gate.
+    """Keeps ``m`` dimensions of the original feature, each times a learned gate trained to be sparse.
 
-    Which dimensions (and their training mean / std) are buffers set once by ``set_selection``
-    and saved with the model; the gate lets training rescale, or silence, each kept dimension.
+    Candidates are the ``m`` dimensions with the highest Fisher score on the training set (buffers
+    set once by ``set_selection``, saved with the model); the engine has already standardised the
+    input, so they enter on one scale. The gates start at 1 and an L1 penalty on them (loss term
+    ``selector_sparsity``) drives the gates of dimensions the codes do not need to 0: the learned
+    selection is the set of gates that stay away from 0 (:meth:`kept`).
     """
 
     def __init__(self, m: int):
         super().__init__()
         self.register_buffer("index", torch.arange(m))
-        self.register_buffer("mean", torch.zeros(m))
-        self.register_buffer("std", torch.ones(m))
         self.gate = nn.Parameter(torch.ones(m))
 
     def set_selection(self, x: np.ndarray, labels: np.ndarray) -> None:
-        """Choose the dimensions from training features ``x`` and their labels."""
-        index = select_dimensions(x, labels, len(self.index))
-        kept = np.asarray(x, dtype=np.float64)[:, index]
-        self.index.copy_(torch.from_numpy(index))
-        self.mean.copy_(torch.from_numpy(kept.mean(axis=0)))
-        self.std.copy_(torch.from_numpy(np.maximum(kept.std(axis=0), 1e-6)))
+        """Choose the candidate dimensions from training features ``x`` and their labels."""
+        self.index.copy_(torch.from_numpy(select_dimensions(x, labels, len(self.index))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x[:, self.index] - self.mean) / self.std * self.gate
+        return x[:, self.index] * self.gate
+
+    def sparsity(self) -> torch.Tensor:
+        """Mean absolute gate (the L1 penalty, per dimension)."""
+        return self.gate.abs().mean()
+
+    def kept(self, tol: float = 0.05) -> int:
+        """How many candidate dimensions the learned gates keep (|gate| above ``tol`` of the largest)."""
+        g = self.gate.detach().abs()
+        return int((g > tol * g.max().clamp_min(1e-12)).sum())
 
 
 class DHSLBranch(nn.Module):
@@ -99,29 +106,60 @@ class RelationNetwork(nn.Module):
 
     The elementwise product is the bitwise agreement pattern of the two codes (its sum is
     k - 2 Hamming for ±1 codes), so the network reads similarity off what Hamming ranking sees
-    while learning which bits matter; it is symmetric in i and j.
+    while learning which bits matter; it is symmetric in i and j. ``monotone``: both layers have
+    non-negative weights (softplus of free parameters) and a monotone activation, so the score can
+    only rise when one more bit agrees: the relation network then ranks pairs the way Hamming
+    distance does, and what it teaches the codes carries over to Hamming retrieval. Unconstrained,
+    it can score pairs by patterns Hamming ranking cannot see.
     """
 
-    def __init__(self, bits: int, hidden: int):
+    def __init__(self, bits: int, hidden: int, monotone: bool = False):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(bits, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.monotone = monotone
+        self.first, self.second = nn.Linear(bits, hidden), nn.Linear(hidden, 1)
+
+    def _weight(self, layer: nn.Linear) -> torch.Tensor:
+        return F.softplus(layer.weight) if self.monotone else layer.weight
+
+    def logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Relation logits (Ba, Bb)."""
+        z = F.relu(F.linear(a[:, None, :] * b[None, :, :], self._weight(self.first), self.first.bias))
+        return F.linear(z, self._weight(self.second), self.second.bias).squeeze(-1)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(a[:, None, :] * b[None, :, :]).squeeze(-1))  # (Ba, Bb)
+        return torch.sigmoid(self.logits(a, b))
+
+
+def relation_loss(net: RelationNetwork, a: torch.Tensor, b: torch.Tensor, la: torch.Tensor, lb: torch.Tensor,
+                  kind: str) -> torch.Tensor:
+    """Relation scores of all labelled pairs against the label similarity (1 when they share a label).
+
+    ``mse``: squared error of the score; ``bce``: cross-entropy of the logits (the likelihood of
+    the similarity, whose gradient does not vanish when a score saturates on the wrong side).
+    """
+    ka, kb = losses.labeled(la), losses.labeled(lb)
+    if not (ka.any() and kb.any()):
+        return a.sum() * 0
+    s = losses.label_overlap(la[ka], lb[kb])
+    if kind == "mse":
+        return F.mse_loss(net(a[ka], b[kb]), s)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(net.logits(a[ka], b[kb]), s)
+    raise ValueError(f"dhsl: relation_loss must be mse or bce, got {kind!r}")
 
 
 class DHSLNetwork(HashNetwork):
     """Image and text branches (the per-item inference path) and the training-only relation network."""
 
     def __init__(self, image_dim: int, text_dim: int, bits: int, hidden: int, feature_dim: int,
-                 selected: int | None, relation_hidden: int, dropout: float, layers: int):
+                 selected: int | None, relation_hidden: int, dropout: float, layers: int, monotone: bool):
         super().__init__()
 
         def branch(dim: int) -> DHSLBranch:
             return DHSLBranch(dim, bits, hidden, feature_dim, min(selected, dim) if selected else 0, dropout, layers)
 
         self.image, self.text = branch(image_dim), branch(text_dim)
-        self.relation = RelationNetwork(bits, relation_hidden)
+        self.relation = RelationNetwork(bits, relation_hidden, monotone)
 
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         return getattr(self, modality)(x)
@@ -130,13 +168,14 @@ class DHSLNetwork(HashNetwork):
 @register
 class DHSL(DeepHashMethod):
     name = "dhsl"
+    # selector_sparsity is off by default (no measurable effect, docs/methods/dhsl.md), so not an ablation row.
     ablations = ("relation_inter", "relation_intra", "feature_selector", "triplet", "quantization")
 
     def build_network(self) -> DHSLNetwork:
         c = self.config
         selected = c["selected_dims"] if self.enabled("feature_selector") else None
         return DHSLNetwork(*self.dims, self.bits, c["hidden"], c["feature_dim"], selected,
-                           c["relation_hidden"], c["dropout"], c["layers"])
+                           c["relation_hidden"], c["dropout"], c["layers"], bool(c["monotone_relation"]))
 
     def prepare(self, net: DHSLNetwork, train: CrossModalDataset) -> None:
         """Pick each modality's selected dimensions from the training features and labels."""
@@ -147,16 +186,19 @@ class DHSL(DeepHashMethod):
     def loss_terms(self, net: DHSLNetwork, batch: Batch) -> dict[str, torch.Tensor]:
         f, g = net.encode("image", batch["image"]), net.encode("text", batch["text"])
         y = batch["labels"]
-        s = losses.label_overlap(y, y)  # 1 when two items share a label: the relevance retrieval is judged by
+        kind = self.config["relation_loss"]
         terms: dict[str, torch.Tensor] = {}
         if self.weight("relation_inter"):
-            terms["relation_inter"] = F.mse_loss(net.relation(f, g), s)
+            terms["relation_inter"] = relation_loss(net.relation, f, g, y, y, kind)
         if self.weight("relation_intra"):
-            terms["relation_intra"] = (F.mse_loss(net.relation(f, f), s) + F.mse_loss(net.relation(g, g), s)) / 2
+            terms["relation_intra"] = (relation_loss(net.relation, f, f, y, y, kind)
+                                       + relation_loss(net.relation, g, g, y, y, kind)) / 2
         if self.weight("triplet"):
             m = self.config["margin"]
             terms["triplet"] = (losses.weighted_cosine_triplet(f, g, y, y, m)
                                 + losses.weighted_cosine_triplet(g, f, y, y, m)) / 2
+        if self.weight("selector_sparsity") and net.image.selector is not None:
+            terms["selector_sparsity"] = (net.image.selector.sparsity() + net.text.selector.sparsity()) / 2
         if self.weight("quantization"):
             terms["quantization"] = losses.quantization(torch.cat([f, g]))
         return terms

@@ -150,12 +150,30 @@ class FJSPH(DeepHashMethod):
         alpha = float(self.config["alpha"])
         return alpha * sample + (1 - alpha) * cluster
 
+    def contrastive(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Multimodal contrast of image and text embeddings, both directions.
+
+        ``pairs``: InfoNCE, an item's own paired text is its one positive (every other item, even
+        of the same classes, a negative). ``labels``: every text that shares a label with the image
+        is a positive (and the reverse), so the contrast agrees with what retrieval calls relevant;
+        unlabelled items have no positives and are left out as anchors.
+        """
+        t = self.config["temperature"]
+        kind = self.config["contrastive_positives"]
+        if kind == "pairs":
+            return losses.info_nce(a, b, t)
+        if kind == "labels":
+            known = losses.labeled(labels).float()
+            pos = losses.label_overlap(labels, labels) * known[:, None] * known[None, :]
+            return (losses.multi_positive_contrastive(a, b, pos, t) + losses.multi_positive_contrastive(b, a, pos, t)) / 2
+        raise ValueError(f"fjsph: contrastive_positives must be pairs or labels, got {kind!r}")
+
     def loss_terms(self, net: FJSPHNetwork, batch: Batch) -> dict[str, torch.Tensor]:
         img, txt = net.parts("image", batch["image"]), net.parts("text", batch["text"])
         h = torch.cat([img.code, txt.code])
         terms: dict[str, torch.Tensor] = {}
         if self.weight("contrastive"):
-            terms["contrastive"] = losses.info_nce(img.embedding, txt.embedding, self.config["temperature"])
+            terms["contrastive"] = self.contrastive(img.embedding, txt.embedding, batch["labels"])
         if self.weight("joint_similarity"):
             y = torch.cat([batch["labels"], batch["labels"]])
             keep = y.sum(dim=1) > 0  # an item without labels carries no similarity information

@@ -20,9 +20,15 @@ def label_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
 
 
-def pairwise_likelihood(u: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """DCMH negative log-likelihood of similarities ``s`` under theta = <u, v> / 2."""
-    theta = 0.5 * u @ v.T
+def labeled(labels: torch.Tensor) -> torch.Tensor:
+    """Rows (B,) that carry at least one label: an item without labels is neither similar nor
+    dissimilar to anything, so similarity and label losses leave it out."""
+    return labels.sum(dim=1) > 0
+
+
+def pairwise_likelihood(u: torch.Tensor, v: torch.Tensor, s: torch.Tensor, scale: float = 0.5) -> torch.Tensor:
+    """DCMH negative log-likelihood of similarities ``s`` under theta = scale * <u, v> (DCMH: 1/2)."""
+    theta = scale * u @ v.T
     return (F.softplus(theta) - s * theta).mean()
 
 
@@ -75,7 +81,9 @@ def weighted_cosine_triplet(anchor: torch.Tensor, other: torch.Tensor, la: torch
     """
     cos = F.normalize(anchor, dim=1) @ F.normalize(other, dim=1).T  # (B, B)
     grade = label_cosine(la, lb)
-    pos, neg = (grade > 0).float(), (grade == 0).float()
+    # an unlabeled item is neither a positive nor a negative of anything (nor an anchor)
+    known = labeled(la).float()[:, None] * labeled(lb).float()[None, :]
+    pos, neg = (grade > 0).float(), (grade == 0).float() * known
     # hinge[i, p, n] = relu(margin - cos[i, p] + cos[i, n]) for positive p and negative n of anchor i
     hinge = F.relu(margin - cos[:, :, None] + cos[:, None, :])
     w = (grade * pos)[:, :, None] * neg[:, None, :]

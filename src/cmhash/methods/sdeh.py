@@ -27,14 +27,47 @@ from cmhash.methods.deep import Batch, DeepHashMethod, HashNetwork
 from cmhash.methods.registry import register
 
 
-def multilevel_similarity(codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Pairwise likelihood of GRADED label similarity over all pairs of ``codes`` (N, k), ``labels`` (N, C).
+def graded_target(a: torch.Tensor, b: torch.Tensor, floor: float) -> torch.Tensor:
+    """Target probability (Ba, Bb) that two items are similar: floor * [share a label] + (1 - floor) * cosine.
 
-    -mean [s_ij theta_ij - log(1 + e^theta_ij)] with theta = <h_i, h_j> / 2 and s the label cosine
-    in [0, 1] (not 0/1): identical label sets pull codes together fully, items with no shared
-    label apart fully, and partial overlap toward sigma(theta) = s, in between.
+    With floor >= 1/2 every pair that shares a label has a target above 1/2, so its optimum code
+    inner product is positive (closer than two random codes), and the target grows with the
+    label cosine, so pairs sharing more labels sit closer; pairs sharing none have target 0.
     """
-    return losses.pairwise_likelihood(codes, codes, losses.label_cosine(labels, labels))
+    s = losses.label_cosine(a, b)
+    return floor * (s > 0).float() + (1 - floor) * s
+
+
+def multilevel_similarity(codes: torch.Tensor, labels: torch.Tensor, scale: float, floor: float) -> torch.Tensor:
+    """Pairwise likelihood of GRADED label similarity over all pairs of labelled ``codes`` (N, k).
+
+    -mean [t_ij theta_ij - log(1 + e^theta_ij)] with theta = scale * <h_i, h_j> / k and t the
+    :func:`graded_target`. Its optimum is <h_i, h_j> / k = logit(t_ij) / scale: a fraction of the
+    code length that does not depend on k, so a pair's optimum Hamming distance
+    k (1 - logit(t) / scale) / 2 is the same fraction of the bits at every code length and falls
+    as the label overlap grows. (theta = <h_i, h_j> / 2 with t = cosine, DCMH's scale, puts the
+    optimum at 2 logit(cosine) whatever k: a pair with cosine <= 1/2 at random distance or beyond.)
+    Rows without labels are left out.
+    """
+    keep = losses.labeled(labels)
+    if not keep.any():
+        return codes.sum() * 0
+    h, y = codes[keep], labels[keep]
+    return losses.pairwise_likelihood(h, h, graded_target(y, y, floor), scale / codes.shape[1])
+
+
+def slot_alignment(attention: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between an item's attention over the class slots (B, C) and its labels spread evenly.
+
+    This is what ties slot c to label c: an item of classes {c1, c2} is trained to attend to
+    slots c1 and c2 (half each), so slot c's embedding becomes class c's semantics. Unlabelled
+    rows are left out.
+    """
+    keep = losses.labeled(labels)
+    if not keep.any():
+        return attention.sum() * 0
+    target = labels[keep] / labels[keep].sum(dim=1, keepdim=True)
+    return -(target * attention[keep].clamp_min(1e-8).log()).sum(dim=1).mean()
 
 
 def code_consistency(image: torch.Tensor, text: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
@@ -50,10 +83,12 @@ def code_consistency(image: torch.Tensor, text: torch.Tensor, teacher: torch.Ten
 
 
 class Encoded(NamedTuple):
-    """One pass through a branch: the semantic-enhanced feature (before hashing) and the code."""
+    """One pass through a branch: the semantic-enhanced feature (before hashing), the code, and the
+    attention over the class slots (None without decomposition)."""
 
     feature: torch.Tensor
     code: torch.Tensor
+    attention: torch.Tensor | None
 
 
 class FeatureSubnetwork(nn.Module):
@@ -99,8 +134,11 @@ class SemanticDecomposition(nn.Module):
         scores = self.query(f) @ self.key(self.classes).T / math.sqrt(f.shape[1])
         return torch.softmax(scores, dim=1)
 
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.norm(f + self.attention(f) @ self.value(self.classes))
+    def forward(self, f: torch.Tensor, attention: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Enhanced feature and the attention used; ``attention`` (B, C) given replaces the learned one
+        (the label teacher attends to exactly its own classes)."""
+        a = self.attention(f) if attention is None else attention
+        return self.norm(f + a @ self.value(self.classes)), a
 
 
 class SDEHNetwork(HashNetwork):
@@ -113,7 +151,7 @@ class SDEHNetwork(HashNetwork):
 
     def __init__(self, image_dim: int, text_dim: int, num_labels: int, bits: int, hidden: int, feature_dim: int,
                  tokens: int, width: int, depth: int, heads: int, dropout: float, label_hidden: int,
-                 local: bool, global_view: bool, decomposition: bool, teacher: bool):
+                 local: bool, global_view: bool, decomposition: bool, teacher: bool, label_slots: bool):
         super().__init__()
 
         def subnetwork(dim: int) -> FeatureSubnetwork:
@@ -125,17 +163,21 @@ class SDEHNetwork(HashNetwork):
         self.decomposition = SemanticDecomposition(num_labels, feature_dim) if decomposition else None
         self.hash = HashHead(feature_dim, bits)
         self.classifier = nn.Linear(bits, num_labels)
+        self.label_slots = label_slots
 
-    def _head(self, f: torch.Tensor) -> Encoded:
-        feature = self.decomposition(f) if self.decomposition is not None else f
-        return Encoded(feature, self.hash(feature))
+    def _head(self, f: torch.Tensor, attention: torch.Tensor | None = None) -> Encoded:
+        if self.decomposition is None:
+            return Encoded(f, self.hash(f), None)
+        feature, a = self.decomposition(f, attention)
+        return Encoded(feature, self.hash(feature), a)
 
     def parts(self, modality: str, x: torch.Tensor) -> Encoded:
         """Feature and code of ``modality`` items, or of label vectors for ``modality == "labels"``."""
         if modality == "labels":
             if self.label_net is None:
                 raise RuntimeError("sdeh: the label teacher is switched off")
-            return self._head(self.label_net(x))
+            slots = x / x.sum(dim=1, keepdim=True).clamp_min(1.0) if self.label_slots else None
+            return self._head(self.label_net(x), slots)
         return self._head(self.branches[modality](x))
 
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
@@ -145,8 +187,8 @@ class SDEHNetwork(HashNetwork):
 @register
 class SDEH(DeepHashMethod):
     name = "sdeh"
-    ablations = ("local_attention", "global_view", "semantic_decomposition", "label_teacher",
-                 "multilevel_similarity", "cross_modal_consistency", "label_prediction",
+    ablations = ("local_attention", "global_view", "semantic_decomposition", "label_teacher", "label_slots",
+                 "multilevel_similarity", "slot_alignment", "cross_modal_consistency", "label_prediction",
                  "distribution_consistency", "quantization")
 
     def build_network(self) -> SDEHNetwork:
@@ -154,7 +196,8 @@ class SDEH(DeepHashMethod):
         return SDEHNetwork(*self.dims, self.num_labels, self.bits, c["hidden"], c["feature_dim"], c["tokens"],
                            c["token_width"], c["attention_depth"], c["heads"], c["dropout"], c["label_hidden"],
                            self.enabled("local_attention"), self.enabled("global_view"),
-                           self.enabled("semantic_decomposition"), self.enabled("label_teacher"))
+                           self.enabled("semantic_decomposition"), self.enabled("label_teacher"),
+                           self.enabled("label_slots"))
 
     def loss_terms(self, net: SDEHNetwork, batch: Batch) -> dict[str, torch.Tensor]:
         y = batch["labels"]
@@ -163,16 +206,22 @@ class SDEH(DeepHashMethod):
         codes = [c for c in (img.code, txt.code, teacher) if c is not None]
         h = torch.cat(codes)  # image, text (and teacher) codes of the batch, stacked
         h_labels = y.repeat(len(codes), 1)
+        keep = losses.labeled(h_labels)
+        c = self.config
         terms: dict[str, torch.Tensor] = {}
         if self.weight("multilevel_similarity"):
-            terms["multilevel_similarity"] = multilevel_similarity(h, h_labels)
+            terms["multilevel_similarity"] = multilevel_similarity(h, h_labels, c["similarity_scale"],
+                                                                   c["relevance_floor"])
+        if self.weight("slot_alignment") and img.attention is not None:
+            terms["slot_alignment"] = (slot_alignment(img.attention, y) + slot_alignment(txt.attention, y)) / 2
         if self.weight("cross_modal_consistency"):
             terms["cross_modal_consistency"] = code_consistency(img.code, txt.code, teacher)
         if self.weight("label_prediction"):
-            terms["label_prediction"] = F.binary_cross_entropy_with_logits(net.classifier(h), h_labels)
+            terms["label_prediction"] = (F.binary_cross_entropy_with_logits(net.classifier(h[keep]), h_labels[keep])
+                                         if keep.any() else h.sum() * 0)
         if self.weight("distribution_consistency"):
             terms["distribution_consistency"] = losses.gaussian_mmd(img.feature, txt.feature,
-                                                                    tuple(self.config["mmd_scales"]))
+                                                                    tuple(c["mmd_scales"]))
         if self.weight("quantization"):
             terms["quantization"] = losses.quantization(h)
         return terms
