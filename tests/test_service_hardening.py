@@ -76,7 +76,8 @@ def test_an_image_over_the_pixel_limit_is_413_from_its_header(retriever):
 
 
 def test_concurrent_text_searches_from_many_threads_all_succeed(retriever):
-    """The tokenizer's truncation state is shared: without the encoder lock, some of these fail."""
+    """A shared fast tokenizer keeps its truncation state in one Rust object: with one tokenizer for all threads
+    (no per-thread copy) some of these fail."""
     texts = ["a red square seen from far away " * 4, "a blue circle, much longer than sixteen characters " * 3] * 600
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads often, so an unguarded tokenizer gets interleaved calls

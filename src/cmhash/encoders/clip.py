@@ -9,7 +9,9 @@ so torchvision is not needed.
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 import warnings
 from functools import cached_property
 from typing import Sequence, Union
@@ -57,9 +59,19 @@ class ClipEncoder:
         local = dict(local_files_only=True)
         self.model = CLIPModel.from_pretrained(self.checkpoint_dir, dtype=torch.float32, **local).to(self.device).eval()
         self.image_processor = AutoImageProcessor.from_pretrained(self.checkpoint_dir, backend="pil", **local)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint_dir, **local)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.checkpoint_dir, **local)
+        self._per_thread = threading.local()
         # Tokenizer configs often carry a huge placeholder model_max_length; positions are the real limit.
-        self.max_length = min(self.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings)
+        self.max_length = min(self._tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings)
+
+    @property
+    def tokenizer(self):
+        """This thread's own tokenizer: a fast tokenizer keeps its truncation settings in one shared Rust
+        object, so calls with and without truncation from two threads would see each other's settings."""
+        own = getattr(self._per_thread, "tokenizer", None)
+        if own is None:
+            own = self._per_thread.tokenizer = copy.deepcopy(self._tokenizer)
+        return own
 
     @property
     def image_dim(self) -> int:

@@ -6,7 +6,6 @@ Used by ``cmhash search``, ``cmhash serve`` (through :mod:`cmhash.service.app`) 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,9 +73,6 @@ class Retriever:
             check_encoder(encoder, model, store.metadata.get("encoder"))
         self.model, self.store, self.encoder = model, store, encoder
         self._dataset: CrossModalDataset | None = None
-        # A tokenizer is not thread-safe (truncation settings live in the shared Rust object), and the
-        # server calls from a thread pool: one encoder call at a time.
-        self._encoder_lock = threading.Lock()
 
     @classmethod
     def open(cls, model_path: str | os.PathLike, index: str | os.PathLike | PgLocation, *,
@@ -144,13 +140,11 @@ class Retriever:
 
     def text_features(self, text: str) -> np.ndarray:
         encoder = self._encoder()
-        with self._encoder_lock:
-            return encoder.encode_texts([text], return_truncated=True)[0][0]
+        return encoder.encode_texts([text], return_truncated=True)[0][0]  # thread-safe: one tokenizer per thread
 
     def image_features(self, image: ImageInput) -> np.ndarray:
         encoder = self._encoder()
-        with self._encoder_lock:
-            return encoder.encode_images([image])[0]
+        return encoder.encode_images([image])[0]
 
     # ---- writes ------------------------------------------------------------------------------
     def add_item(self, item_id: int, modality: str, features: np.ndarray, metadata: dict[str, Any] | None = None) -> None:
