@@ -66,11 +66,12 @@ def tuning_split(dataset: CrossModalDataset) -> CrossModalDataset:
     return dataset.split("train")
 
 
-def validation_map(model: Any, val: CrossModalDataset) -> float:
-    """Mean of I→T and T→I mAP within the validation split (as the engine's validation does)."""
+def validation_map(model: Any, val: CrossModalDataset, database: CrossModalDataset | None) -> float:
+    """Mean of I→T and T→I mAP of the validation queries against ``database`` (``None``: the
+    validation split itself), the score the engine's validation gives deep methods."""
     from cmhash.metrics import evaluate_model
 
-    scores = evaluate_model(model, val, val)
+    scores = evaluate_model(model, val, database if database is not None else val)
     return float((scores["i2t"] + scores["t2i"]) / 2)
 
 
@@ -79,7 +80,7 @@ def run_trial(spec: TuneSpec, train: CrossModalDataset, trial: Any) -> float:
     import optuna
 
     from cmhash.methods import get_method
-    from cmhash.train.engine import carve_validation
+    from cmhash.train.engine import carve_validation, validation_database
 
     cls = get_method(spec.method)
     params = {key: p.suggest(trial) for key, p in spec.space().items()}
@@ -101,10 +102,10 @@ def run_trial(spec: TuneSpec, train: CrossModalDataset, trial: Any) -> float:
         scores = [h["val_map_smooth"] for h in model.history if "val_map_smooth" in h]
         return float(max(scores))
     model = cls(bits=spec.bits, seed=spec.seed, **config)
-    fraction = float(engine_defaults()["val_fraction"])  # the same carve the engine makes for deep methods
-    fit_part, val = carve_validation(train, fraction, spec.seed)
+    defaults = engine_defaults()  # the same carve, and the same ranking, the engine makes for deep methods
+    fit_part, val = carve_validation(train, float(defaults["val_fraction"]), spec.seed)
     model.fit(fit_part)
-    return validation_map(model, val)
+    return validation_map(model, val, validation_database(fit_part, int(defaults["val_database"]), spec.seed))
 
 
 def _storage(out: Path) -> Any:
