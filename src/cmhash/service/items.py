@@ -12,6 +12,7 @@ longer named by the header are removed after the switch (:func:`remove_stale_ite
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -63,8 +64,8 @@ def item_records(dataset: CrossModalDataset, rows: np.ndarray, label_names: list
     return records
 
 
-def items_path(index_path: str | os.PathLike, sha256: str = "") -> Path:
-    """The sidecar of ``index_path`` with that digest (``sha256=""``: the glob pattern's stem)."""
+def items_path(index_path: str | os.PathLike, sha256: str) -> Path:
+    """The sidecar of ``index_path`` with that digest (its first 16 hex digits name it)."""
     index_path = Path(index_path)
     return index_path.with_name(f"{index_path.name}.items.{sha256[:16]}.jsonl")
 
@@ -83,7 +84,8 @@ def write_items(index_path: str | os.PathLike, entries: list[dict[str, Any] | No
 def remove_stale_items(index_path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Delete sidecars of ``index_path`` other than the one ``record`` names, and temporaries of killed builds."""
     index_path = Path(index_path)
-    for pattern in (f"{index_path.name}.items.*.jsonl", f".{index_path.name}.*.tmp"):
+    name = glob.escape(index_path.name)  # an index named e.g. "run[1].npz" must not glob other files
+    for pattern in (f"{name}.items.*.jsonl", f".{name}.*.tmp"):
         for path in index_path.parent.glob(pattern):
             if path.name != record["file"]:
                 path.unlink(missing_ok=True)

@@ -226,7 +226,6 @@ class FileStore:
         """Nothing to release; here for the CodeStore interface."""
 
 
-# The only calls into HashIndex's add/search (their signatures follow FAISS conventions; keep them here).
 @dataclass(frozen=True)
 class PgLocation:
     """Which PostgreSQL: a DSN, or the embedded server on ``datadir`` (both None: its default directory)."""
