@@ -3,7 +3,10 @@
 Process CPU time rather than wall time, so that other jobs on a shared machine do not inflate it;
 the ratio to the DCMH-style baseline is the figure the cost rule reads (no seed method over 4x).
 
-    python benchmarks/epoch_cost.py --methods dcmh ddss cdhtk --bits 32 --epochs 3
+    python benchmarks/epoch_cost.py --methods dcmh ddss cdhtk --bits 32 --epochs 3 [--profile tuned]
+
+``--profile tuned`` prices each method with its tuned Wiki profile (its own width among others),
+the settings the benchmark tables train with; ``default`` with the shipped defaults.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import time
 
 import torch
 
+from cmhash.config import load_profile, resolve
 from cmhash.data import load_wiki
 from cmhash.methods import get_method
 
 
-def cpu_seconds_per_epoch(method: str, bits: int, epochs: int) -> float:
+def cpu_seconds_per_epoch(method: str, bits: int, epochs: int, profile: str = "default") -> float:
     train = load_wiki().split("train")
-    model = get_method(method)(bits=bits, seed=0, train={"epochs": epochs, "patience": 0, "progress": False})
+    cls = get_method(method)
+    profiled, _ = load_profile(profile, "wiki", cls.name)
+    config = resolve(cls.name, cls.default_config(), profiled)
+    config.setdefault("train", {}).update(epochs=epochs, patience=0, progress=False)
+    model = cls(bits=bits, seed=0, **config)
     start = time.process_time()
     model.fit(train)
     return (time.process_time() - start) / epochs
@@ -30,10 +38,11 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["dcmh", "ddss", "cdhtk"])
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--profile", choices=["default", "tuned"], default="default")
     args = p.parse_args()
     torch.set_num_threads(1)
     cpu_seconds_per_epoch("dcmh", args.bits, 1)  # warm-up: imports, allocator
-    costs = {m: cpu_seconds_per_epoch(m, args.bits, args.epochs) for m in args.methods}
+    costs = {m: cpu_seconds_per_epoch(m, args.bits, args.epochs, args.profile) for m in args.methods}
     base = costs.get("dcmh")
     print("| method | CPU s / epoch | × DCMH-style |")
     print("|---|---|---|")
