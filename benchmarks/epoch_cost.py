@@ -16,16 +16,18 @@ import time
 
 import torch
 
-from cmhash.config import load_profile, resolve
+from cmhash.config import Override, load_profile, parse_set, resolve
 from cmhash.data import load_wiki
 from cmhash.methods import get_method
 
 
-def cpu_seconds_per_epoch(method: str, bits: int, epochs: int, profile: str = "default") -> float:
+def cpu_seconds_per_epoch(method: str, bits: int, epochs: int, profile: str = "default",
+                          sets: list[Override] = ()) -> float:
     train = load_wiki().split("train")
     cls = get_method(method)
     profiled, _ = load_profile(profile, "wiki", cls.name)
-    config = resolve(cls.name, cls.default_config(), profiled)
+    mine = [(k.partition(".")[2], v) for k, v in sets if k.partition(".")[0] == cls.name]
+    config = resolve(cls.name, cls.default_config(), profiled + mine)
     config.setdefault("train", {}).update(epochs=epochs, patience=0, progress=False)
     model = cls(bits=bits, seed=0, **config)
     start = time.process_time()
@@ -39,11 +41,16 @@ def main() -> None:
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--profile", choices=["default", "tuned"], default="default")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="override for one method (scoped by its name), e.g. sdeh.hidden=512; repeatable")
     args = p.parse_args()
     torch.set_num_threads(1)
     cpu_seconds_per_epoch("dcmh", args.bits, 1)  # warm-up: imports, allocator
-    costs = {m: cpu_seconds_per_epoch(m, args.bits, args.epochs, args.profile) for m in args.methods}
+    sets = parse_set(args.set)
+    costs = {m: cpu_seconds_per_epoch(m, args.bits, args.epochs, args.profile, sets) for m in args.methods}
     base = costs.get("dcmh")
+    if args.set:
+        print("Overrides:", " ".join(args.set))
     print("| method | CPU s / epoch | × DCMH-style |")
     print("|---|---|---|")
     for m, c in costs.items():
