@@ -93,6 +93,10 @@ def test_ablation_variants_remove_one_part_each():
     assert variants[1].overrides == {"losses": {"quantization": 0.0}}
     with pytest.raises(ValueError, match="no ablatable"):
         plan_variants([], [], ablate="cca_itq")
+    only = plan_variants([], [], ablate="dcmh", parts=["balance"])
+    assert [v.label for v in only] == ["dcmh", "dcmh w/o balance"]
+    with pytest.raises(ValueError, match="no ablatable part 'balanse'.*known: quantization, balance"):
+        plan_variants([], [], ablate="dcmh", parts=["balanse"])
 
 
 def test_train_then_eval_from_the_cli(tmp_path, capsys):

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cmhash.config import Override, merge, route
+from cmhash.errors import ConfigError
 from cmhash.data.dataset import CrossModalDataset
 from cmhash.metrics import RankingMetrics
 from cmhash.methods import get_method
@@ -80,8 +81,10 @@ def expand_methods(names: list[str]) -> list[str]:
     return out
 
 
-def plan_variants(methods: list[str], overrides: list[Override], ablate: str | None = None) -> list[Variant]:
-    """The variants to run: each method, or the full method then each ablatable part removed.
+def plan_variants(methods: list[str], overrides: list[Override], ablate: str | None = None,
+                  parts: list[str] | None = None) -> list[Variant]:
+    """The variants to run: each method, or the full method then each ablatable part removed
+    (only ``parts`` when given: re-testing a few parts elsewhere should not pay for all of them).
 
     ``overrides`` are (key, value) pairs in the dialect of :mod:`cmhash.config` (scoped or not).
     """
@@ -90,9 +93,13 @@ def plan_variants(methods: list[str], overrides: list[Override], ablate: str | N
         cls = get_method(ablate)
         if not issubclass(cls, DeepHashMethod) or not cls.ablations:
             raise ValueError(f"{ablate}: has no ablatable parts")
+        unknown = sorted(set(parts or ()) - set(cls.ablations))
+        if unknown:
+            raise ConfigError(f"--parts: {ablate} has no ablatable part {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(cls.ablations)}")
         base = cls(**per)
         variants = [Variant(ablate, ablate, per)]
-        for part in cls.ablations:
+        for part in (p for p in cls.ablations if not parts or p in parts):
             variants.append(Variant(f"{ablate} w/o {part}", ablate,
                                     merge(per, base.ablation_overrides(part), where=ablate, strict=False),
                                     removed=part))

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1) per combination")
     p.add_argument("--topk", type=int, help="report mAP@K instead of mAP over the whole ranking")
     p.add_argument("--ablate", metavar="METHOD", help="ablation table: the method, then each part removed")
+    p.add_argument("--parts", nargs="+", metavar="PART",
+                   help="with --ablate: remove only these parts (default: every ablatable part)")
     p.add_argument("--jobs", type=int, default=1,
                    help="combinations trained at once in worker processes, CPU threads shared equally (default: 1)")
     p.add_argument("--out", default="runs/bench", help="output directory (default: %(default)s)")
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from cmhash.bench.runner import RunResult, expand_methods, plan_variants, run_grid, threads_per_run
     from cmhash.methods import get_method
     from cmhash.methods.registry import FOUNDING
+    from cmhash.errors import ConfigError
 
     console = Console()
     if args.list:
@@ -58,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
             kind = ("founding" if name in FOUNDING else "baseline") + (", deep" if cls.deep else ", shallow")
             console.print(f"{name:18s} {kind}{', unsupervised' if not cls.supervised else ''}")
         return 0
+    if args.parts and not args.ablate:
+        raise ConfigError("--parts selects ablated parts: it needs --ablate METHOD")
     start = time.perf_counter()
     methods = expand_methods(args.methods) if not args.ablate else [args.ablate]
     profiled, profile_note = profile_overrides(args.profile, args.dataset, methods)
-    variants = plan_variants(methods, profiled + gather_overrides(args), ablate=args.ablate)
+    variants = plan_variants(methods, profiled + gather_overrides(args), ablate=args.ablate,
+                             parts=args.parts)
     data_seeds = args.data_seeds or [args.data_seed]
     opened = [(spec, seed) for spec in args.dataset for seed in data_seeds]
     datasets = []
