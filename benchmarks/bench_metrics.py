@@ -120,19 +120,33 @@ def mirflickr(reference_queries: int, repeats: int) -> list[dict]:
     ]
 
 
-def nus_wide_child() -> None:
-    """Runs alone in a subprocess: data, fast metrics, peak RSS; prints one JSON line."""
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def nus_wide_child(repeats: int) -> None:
+    """Runs alone in a subprocess: data, timings, peak RSS after each stage; prints one JSON line.
+
+    The first metrics call of a process loads the compiled (numba) kernels: a one-off cost, timed
+    and measured on a tiny input so that every NUS-WIDE timing is a steady-state call.
+    """
+    rss_imports = rss_mb()
     data = synthetic(**NUS_WIDE)
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    map_s, fast_map = best_time(lambda: mean_average_precision(*data), 1)
+    rss_data = rss_mb()
+    jit_s, _ = best_time(lambda: mean_average_precision(*(part[:50] for part in data)), 1)
+    rss_jit = rss_mb()
+    map_s, fast_map = best_time(lambda: mean_average_precision(*data), repeats)
+    rss_map = rss_mb()
     all_s, result = best_time(lambda: ranking_metrics(*data, ks=KS, ndcg_ks=NDCG_KS), 1)
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps(dict(map=fast_map, map_s=map_s, all_s=all_s, all_map=result.map,
-                          rss_data_mb=rss_data / 1024, rss_peak_mb=rss_peak / 1024)))
+    print(json.dumps(dict(map=fast_map, jit_s=jit_s, map_s=map_s, all_s=all_s, all_map=result.map,
+                          rss_imports_mb=rss_imports, rss_data_mb=rss_data, rss_jit_mb=rss_jit, rss_map_mb=rss_map,
+                          rss_peak_mb=rss_mb())))
 
 
-def nus_wide(check_queries: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--nus-wide-child"], capture_output=True, text=True, check=True)
+def nus_wide(check_queries: int, repeats: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--nus-wide-child", "--repeats", str(repeats)],
+                         capture_output=True, text=True, check=True)
     child = json.loads(out.stdout.strip().splitlines()[-1])
     q_codes, d_codes, q_labels, d_labels = synthetic(**NUS_WIDE)
     sub = (q_codes[:check_queries], d_codes, q_labels[:check_queries], d_labels)
@@ -166,12 +180,23 @@ def report(rows: list[dict], nus: dict, args: argparse.Namespace) -> str:
     lines += [
         "", "Rows marked 'scaled' time the reference on the first queries only and scale linearly to 2,000.", "",
         "## NUS-WIDE size: 2,100 queries x 193,734 items, 64 bits, 21 labels (own process)", "",
-        "| mAP (whole ranking) wall / CPU s | all metrics wall / CPU s | peak RSS MB | RSS after data MB | mAP "
+        f"Fast times: best of {args.repeats} calls after the process's first metrics call (a 50 x 50 case "
+        "that loads the compiled kernels, a one-off per process: `first call`); 'all metrics' once. CPU "
+        "seconds are process CPU time (every thread); the counting kernel runs on one thread. This is the "
+        "issue's definition, and `benchmarks/bench_map_dchmt.py` measures the same way.", "",
+        "| mAP (whole ranking) wall / CPU s | all metrics wall / CPU s | first call wall / CPU s | mAP "
         "| gap vs reference |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {nus['map_s'][0]:.2f} / {nus['map_s'][1]:.2f} | {nus['all_s'][0]:.2f} / {nus['all_s'][1]:.2f} | "
-        f"{nus['rss_peak_mb']:.0f} | {nus['rss_data_mb']:.0f} | "
+        "|---:|---:|---:|---:|---:|",
+        f"| {nus['map_s'][0]:.2f} / **{nus['map_s'][1]:.2f}** | {nus['all_s'][0]:.2f} / {nus['all_s'][1]:.2f} | "
+        f"{nus['jit_s'][0]:.2f} / {nus['jit_s'][1]:.2f} | "
         f"{nus['map']:.4f} | {nus['gap']:.1e} (first {nus['check_queries']} queries) |", "",
+        "Peak resident memory (MB) of that process after each stage: the imports (numpy, numba, cmhash), the "
+        "data (int8 codes, uint8 labels), the first metrics call (compiled kernels loaded), the mAP calls, "
+        "then all metrics. What the evaluation itself adds is the last columns' growth over 'first call'.", "",
+        "| imports | + data | + first call | + mAP | + all metrics |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {nus['rss_imports_mb']:.0f} | {nus['rss_data_mb']:.0f} | {nus['rss_jit_mb']:.0f} | "
+        f"{nus['rss_map_mb']:.0f} | {nus['rss_peak_mb']:.0f} |", "",
     ]
     return "\n".join(lines)
 
@@ -184,10 +209,10 @@ def main() -> None:
     parser.add_argument("--nus-wide-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.nus_wide_child:
-        return nus_wide_child()
+        return nus_wide_child(args.repeats)
     args.load = os.getloadavg()[0]
     rows = mirflickr(args.reference_queries, args.repeats)
-    nus = nus_wide(check_queries=5)
+    nus = nus_wide(check_queries=5, repeats=args.repeats)
     text = report(rows, nus, args)
     print(text)
     atomic_write_text(args.out, text)
