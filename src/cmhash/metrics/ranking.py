@@ -18,13 +18,19 @@ Rules, the same in every function here:
   (``P@r<=2``) instead counts such a query as 0.
 
 Why the speed: Hamming distances take only bits + 1 values, so without NDCG no sort is needed
-(:func:`_counting_metrics`, compiled): one pass counts, per distance, the items and the relevant
-items; a second pass in database order gives each relevant item its rank, ``items before its
-distance + items at its distance up to it`` (exactly the stable order), and its hit count the same
-way. AP, AP@K, P@K, R@K and the radius curve follow from those counts. NDCG needs each rank's
-graded gain: per chunk of queries, distances and shared-label counts come from popcounts in uint8,
-the stable ranking from numpy's radix sort of those small integers, and every metric from
-cumulative hit counts along the ranked list (row dot products), with no per-query Python.
+(:func:`_counting_metrics`, compiled): one pass over the database counts, per distance, the items
+and the relevant items, and notes for each relevant item its distance and the counts of its distance
+before it (database order); prefix sums over distances then give each relevant item its rank,
+``items before its distance + items at its distance before it + 1`` (exactly the stable order), and
+its hit count the same way. AP, AP@K, P@K, R@K and the radius curve follow from those counts. NDCG
+needs each rank's graded gain: per chunk of queries, distances and shared-label counts come from
+popcounts in uint8, the stable ranking from numpy's radix sort of those small integers, and every
+metric from cumulative hit counts along the ranked list (row dot products), with no per-query Python.
+
+Memory is bounded whatever the number of queries: inputs are checked and packed in row blocks
+(:data:`PACK_BLOCK_ENTRIES`), the counting path needs :data:`COUNTING_BYTES_PER_ITEM` bytes per
+database item of work space, and the NDCG path about 32 bytes per pair of a chunk
+(:data:`CHUNK_PAIRS` pairs, at least one query's row).
 """
 
 from __future__ import annotations
