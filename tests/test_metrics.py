@@ -240,7 +240,8 @@ def test_plots_write_png_files(tmp_path):
         plot_pr_curves({}, tmp_path / "empty.png")
 
 
-@pytest.mark.parametrize("seed,q,n,bits,classes", [(0, 37, 101, 8, 5), (1, 20, 300, 128, 70), (2, 9, 64, 16, 3)])
+@pytest.mark.parametrize("seed,q,n,bits,classes", [(0, 37, 101, 8, 5), (1, 20, 300, 128, 70), (2, 9, 64, 16, 3),
+                                                  (3, 6, 50, 300, 3)])  # distances above 255: uint16
 def test_counting_path_matches_reference(seed, q, n, bits, classes):
     """Without NDCG, metrics come from per-distance counts (no sort): same values as the reference,
     also for codes and label sets longer than one 64-bit word."""
@@ -253,3 +254,38 @@ def test_counting_path_matches_reference(seed, q, n, bits, classes):
     for key in ("ap", "ap_at", "precision_at", "recall_at", "radius_precision", "radius_recall"):
         np.testing.assert_allclose(np.asarray(getattr(pq, key), dtype=float).reshape(q, -1),
                                    ref.values(reference, key), rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=key)
+
+
+def test_counting_top_k_cut_inside_a_tie_group():
+    # distances 1,0,1,1,0,1 -> ranked items 1,4 (d=0) then 0,2,3,5 (d=1); K=3 and K=4 cut the d=1 group
+    query, db = codes_at_distances([1, 0, 1, 1, 0, 1], bits=3)
+    d_labels = np.array([[1], [0], [0], [1], [1], [1]], dtype=np.uint8)   # relevant: items 0, 3, 4, 5
+    pq = per_query_metrics(query, db, np.array([[1]], dtype=np.uint8), d_labels, ks=(1, 2, 3, 4, 5))
+    # ranked relevance 0,1,1,0,1,1: hits at ranks 2, 3, 5, 6
+    np.testing.assert_allclose(pq.ap, [(1 / 2 + 2 / 3 + 3 / 5 + 4 / 6) / 4])
+    np.testing.assert_allclose(pq.ap_at[0], [0, 1 / 2, (1 / 2 + 2 / 3) / 2, (1 / 2 + 2 / 3) / 2,
+                                             (1 / 2 + 2 / 3 + 3 / 5) / 3])
+    np.testing.assert_allclose(pq.precision_at[0], [0, 1 / 2, 2 / 3, 2 / 4, 3 / 5])
+    np.testing.assert_allclose(pq.radius_precision[0], [1 / 2, 4 / 6, 4 / 6, 4 / 6])
+
+
+def test_inputs_are_checked_and_packed_block_by_block(monkeypatch):
+    """Work space must not grow with whole-matrix temporaries: blocks of a few rows give the same
+    values, and a bad entry in a later block is still found."""
+    import cmhash.metrics.ranking as ranking
+
+    case = random_case(3, 9, 70, 70, 5)
+    whole = per_query_metrics(*case, ks=(5,))
+    monkeypatch.setattr(ranking, "PACK_BLOCK_ENTRIES", 3 * 70)   # 3 rows of codes per block
+    blocked = per_query_metrics(*case, ks=(5,))
+    for name in ("num_relevant", "ap", "ap_at", "radius_precision"):
+        np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name))
+    q_codes, d_codes, q_labels, d_labels = case
+    d_codes = d_codes.copy()
+    d_codes[-1, -1] = 0
+    with pytest.raises(ValueError, match="db_codes must hold only -1/\\+1"):
+        per_query_metrics(q_codes, d_codes, q_labels, d_labels)
+    d_labels = d_labels.copy()
+    d_labels[-1, 0] = 2
+    with pytest.raises(ValueError, match="db_labels must hold only 0/1"):
+        per_query_metrics(q_codes, case[1], q_labels, d_labels)

@@ -18,13 +18,19 @@ Rules, the same in every function here:
   (``P@r<=2``) instead counts such a query as 0.
 
 Why the speed: Hamming distances take only bits + 1 values, so without NDCG no sort is needed
-(:func:`_counting_metrics`, compiled): one pass counts, per distance, the items and the relevant
-items; a second pass in database order gives each relevant item its rank, ``items before its
-distance + items at its distance up to it`` (exactly the stable order), and its hit count the same
-way. AP, AP@K, P@K, R@K and the radius curve follow from those counts. NDCG needs each rank's
-graded gain: per chunk of queries, distances and shared-label counts come from popcounts in uint8,
-the stable ranking from numpy's radix sort of those small integers, and every metric from
-cumulative hit counts along the ranked list (row dot products), with no per-query Python.
+(:func:`_counting_metrics`, compiled): one pass over the database counts, per distance, the items
+and the relevant items, and notes for each relevant item its distance and the counts of its distance
+before it (database order); prefix sums over distances then give each relevant item its rank,
+``items before its distance + items at its distance before it + 1`` (exactly the stable order), and
+its hit count the same way. AP, AP@K, P@K, R@K and the radius curve follow from those counts. NDCG
+needs each rank's graded gain: per chunk of queries, distances and shared-label counts come from
+popcounts in uint8, the stable ranking from numpy's radix sort of those small integers, and every
+metric from cumulative hit counts along the ranked list (row dot products), with no per-query Python.
+
+Memory is bounded whatever the number of queries: inputs are checked and packed in row blocks
+(:data:`PACK_BLOCK_ENTRIES`), the counting path needs :data:`COUNTING_BYTES_PER_ITEM` bytes per
+database item of work space, and the NDCG path about 32 bytes per pair of a chunk
+(:data:`CHUNK_PAIRS` pairs, at least one query's row).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 
 from numba import njit
 
-from cmhash.codes import bit_words, pairwise_popcount
+from cmhash.codes import bit_words, count_dtype, pairwise_popcount
 from cmhash.popcount import popcount
 
 EmptyRule = Literal["skip", "zero"]
@@ -49,6 +55,8 @@ DEFAULT_RADIUS = 2
 # cache and be reused by the allocator: at MIRFlickr size, 8 to 29 queries per chunk were fastest
 # (2 and 64 were 15-100% slower).
 CHUNK_PAIRS = 2**18
+# Input matrices are checked and packed this many entries at a time (a few MiB of temporaries).
+PACK_BLOCK_ENTRIES = 2**20
 
 
 @dataclass(frozen=True)
@@ -136,12 +144,11 @@ def per_query_metrics(query_codes: np.ndarray, db_codes: np.ndarray, query_label
         chunk_size = max(1, CHUNK_PAIRS // n)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    q_words, q_label_words = bit_words(q_codes > 0), bit_words(q_labels)
+    q_words, d_words = _code_words(q_codes, "query_codes"), _code_words(d_codes, "db_codes")
+    q_label_words, d_label_words = _label_words(q_labels, "query_labels"), _label_words(d_labels, "db_labels")
     if not ndcg_ks:
-        return _counted(q_words, bit_words(d_codes > 0), q_label_words, bit_words(d_labels), q_codes.shape[1],
-                        ks, radius_curve)
-    ranker = _ChunkRanker(bit_words(d_codes > 0), bit_words(d_labels), q_codes.shape[1], q_labels.shape[1],
-                          ks, ndcg_ks, radius_curve)
+        return _counted(q_words, d_words, q_label_words, d_label_words, q_codes.shape[1], ks, radius_curve)
+    ranker = _ChunkRanker(d_words, d_label_words, q_codes.shape[1], q_labels.shape[1], ks, ndcg_ks, radius_curve)
     parts = [ranker(q_words[s:s + chunk_size], q_label_words[s:s + chunk_size])
              for s in range(0, len(q_codes), chunk_size)]
     return PerQueryMetrics(ks=ks, ndcg_ks=ndcg_ks, **{
@@ -151,13 +158,22 @@ def per_query_metrics(query_codes: np.ndarray, db_codes: np.ndarray, query_label
 
 def _counted(q_words: np.ndarray, d_words: np.ndarray, q_label_words: np.ndarray, d_label_words: np.ndarray,
              bits: int, ks: tuple[int, ...], radius_curve: bool) -> PerQueryMetrics:
-    """Every metric but NDCG by counting (see the module docstring)."""
-    nq = len(q_words)
+    """Every metric but NDCG by counting (see the module docstring).
+
+    Work space besides the packed inputs and the (Q, ...) outputs: :data:`COUNTING_BYTES_PER_ITEM`
+    bytes per database item, whatever the number of queries.
+    """
+    nq, n = len(q_words), len(d_words)
+    if n >= 2**32:  # the per-distance counters hold item counts in 32 bits
+        raise ValueError(f"db_codes: {n} items; counting supports fewer than 2**32")
     num_relevant = np.empty(nq, np.int64)
     ap_sum = np.empty(nq)
     top_hits, top_sums = np.zeros((nq, len(ks)), np.int64), np.zeros((nq, len(ks)))
     within, relevant_within = np.empty((nq, bits + 1), np.int64), np.empty((nq, bits + 1), np.int64)
+    # work space: n + 1 slots, as the branch-free scan writes one past the last relevant item
+    rel_before, rel_dist = np.empty(n + 1, np.int64), np.empty(n + 1, count_dtype(bits))
     _counting_metrics(q_words, d_words, q_label_words, d_label_words, bits, np.asarray(ks, np.int64),
+                      1.0 / np.arange(1, n + 1), rel_before, rel_dist,
                       num_relevant, ap_sum, top_hits, top_sums, within, relevant_within)
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN marks "undefined"
         ks_ = np.asarray(ks, dtype=np.float64)
@@ -171,57 +187,90 @@ def _counted(q_words: np.ndarray, d_words: np.ndarray, q_label_words: np.ndarray
             ndcg_ks=(), ndcg_at=np.zeros((nq, 0)), **curve)
 
 
+# Counting work space per database item: 1/rank (float64), and per relevant item its packed counts
+# (int64) and its distance (uint8 up to 255 bits).
+COUNTING_BYTES_PER_ITEM = 8 + 8 + 1
+_ITEMS = np.int64(0xFFFFFFFF)  # low half of a packed counter: items; high half: relevant items
+
+
 @njit(cache=True, nogil=True)
-def _counting_metrics(q_words, d_words, q_label_words, d_label_words, bits, ks,
+def _counting_metrics(q_words, d_words, q_label_words, d_label_words, bits, ks, inv_rank, rel_before, rel_dist,
                       num_relevant, ap_sum, top_hits, top_sums, within, relevant_within):
-    n, width = len(d_words), bits + 1
-    rel_dist = np.empty(n, np.int32)  # per relevant item, in database order: its distance
-    rel_slot = np.empty(n, np.int32)  # and how many items at that distance come before it
+    """Per query: one pass over the database (:func:`_scan_word` / :func:`_scan_words`) counts items
+    and relevant items per distance and notes, per relevant item, its distance and the count of its
+    distance before it; per-distance prefix sums then turn that note into the item's 0-based rank
+    (low half) and the relevant items ranked before it (high half). The loops over relevant items
+    read only, with nothing else in them: the AP sum, then (only when asked) the top-K sums."""
+    width = bits + 1
+    single = d_words.shape[1] == 1 and d_label_words.shape[1] == 1
+    codes, labels = d_words.reshape(d_words.size), d_label_words.reshape(d_label_words.size)
+    k_max = ks.max() if len(ks) else 0
     for i in range(len(q_words)):
-        items = np.zeros(width, np.int64)
-        hits = np.zeros(width, np.int64)
-        found = 0
-        if d_words.shape[1] == 1 and d_label_words.shape[1] == 1:  # the common case, unrolled
-            code, labels = q_words[i, 0], q_label_words[i, 0]
-            for j in range(n):  # branch-free: relevance decides only how far ``found`` advances
-                d = np.int64(popcount(code ^ d_words[j, 0]))
-                is_relevant = np.int64((labels & d_label_words[j, 0]) != 0)
-                rel_dist[found], rel_slot[found] = d, items[d]
-                found += is_relevant
-                items[d] += 1
-                hits[d] += is_relevant
+        counts = np.zeros(width, np.int64)
+        if single:
+            found = _scan_word(q_words[i, 0], q_label_words[i, 0], codes, labels, counts, rel_before, rel_dist)
         else:
-            for j in range(n):
-                d = np.int64(0)
-                for w in range(d_words.shape[1]):
-                    d += popcount(q_words[i, w] ^ d_words[j, w])
-                shared = np.uint64(0)
-                for w in range(d_label_words.shape[1]):
-                    shared |= q_label_words[i, w] & d_label_words[j, w]
-                is_relevant = np.int64(shared != 0)
-                rel_dist[found], rel_slot[found] = d, items[d]
-                found += is_relevant
-                items[d] += 1
-                hits[d] += is_relevant
-        before = np.zeros(width, np.int64)  # items ranked before each distance
-        hit = np.zeros(width, np.int64)     # relevant items ranked before each distance, then running
-        for t in range(1, width):
-            before[t], hit[t] = before[t - 1] + items[t - 1], hit[t - 1] + hits[t - 1]
-        within[i] = before + items
-        relevant_within[i] = hit + hits
+            found = _scan_words(q_words[i], q_label_words[i], d_words, d_label_words, counts, rel_before, rel_dist)
+        before = np.empty(width, np.int64)  # packed counts ranked before each distance
+        running = np.int64(0)
+        for t in range(width):
+            before[t] = running
+            running += counts[t]
+            within[i, t], relevant_within[i, t] = running & _ITEMS, running >> 32
         num_relevant[i] = found
         total = 0.0
         for r in range(found):
-            d = rel_dist[r]
-            rank = before[d] + rel_slot[r] + 1
-            hit[d] += 1
-            precision = hit[d] / rank
-            total += precision
-            for c in range(len(ks)):
-                if rank <= ks[c]:
-                    top_hits[i, c] += 1
-                    top_sums[i, c] += precision
+            packed = before[rel_dist[r]] + rel_before[r]
+            total += ((packed >> 32) + 1) * inv_rank[packed & _ITEMS]
         ap_sum[i] = total
+        if k_max > 0:
+            for r in range(found):
+                packed = before[rel_dist[r]] + rel_before[r]
+                rank0 = packed & _ITEMS
+                if rank0 < k_max:
+                    precision = ((packed >> 32) + 1) * inv_rank[rank0]
+                    for c in range(len(ks)):
+                        if rank0 < ks[c]:
+                            top_hits[i, c] += 1
+                            top_sums[i, c] += precision
+
+
+@njit(cache=True, nogil=True)
+def _scan_word(code, label, codes, labels, counts, rel_before, rel_dist):
+    """:func:`_scan_words` for one-word codes and label sets (<= 64 bits, <= 64 labels), the common case.
+
+    Branch-free: relevance decides only how far ``found`` advances (the slot past the last relevant
+    item is written and ignored), and one packed int64 per distance counts ``relevant << 32 | items``.
+    """
+    found = 0
+    for j in range(len(codes)):
+        d = popcount(code ^ codes[j])
+        is_relevant = np.int64((label & labels[j]) != 0)
+        c = counts[d]
+        rel_before[found], rel_dist[found] = c, d
+        found += is_relevant
+        counts[d] = c + 1 + (is_relevant << 32)
+    return found
+
+
+@njit(cache=True, nogil=True)
+def _scan_words(q_code, q_label, d_words, d_label_words, counts, rel_before, rel_dist):
+    """Fill ``counts`` (per distance, ``relevant << 32 | items``) and, per relevant item in database
+    order, its distance and its distance's count before it; return the number of relevant items."""
+    found = 0
+    for j in range(len(d_words)):
+        d = np.int64(0)
+        for w in range(d_words.shape[1]):
+            d += popcount(q_code[w] ^ d_words[j, w])
+        shared = np.uint64(0)
+        for w in range(d_label_words.shape[1]):
+            shared |= q_label[w] & d_label_words[j, w]
+        is_relevant = np.int64(shared != 0)
+        c = counts[d]
+        rel_before[found], rel_dist[found] = c, d
+        found += is_relevant
+        counts[d] = c + 1 + (is_relevant << 32)
+    return found
 
 
 def summarize(per_query: PerQueryMetrics, empty: EmptyRule = "skip",
@@ -352,8 +401,6 @@ def _codes(codes: np.ndarray, name: str) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty 2-D (items x bits) matrix, got shape {codes.shape}")
-    if not ((codes == 1) | (codes == -1)).all():  # np.isin would make int64 temporaries of the whole matrix
-        raise ValueError(f"{name} must hold only -1/+1 (use cmhash.codes.sign on real outputs)")
     return codes
 
 
@@ -361,9 +408,33 @@ def _labels(labels: np.ndarray, name: str, rows: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[0] != rows:
         raise ValueError(f"{name} must be a ({rows}, classes) 0/1 matrix, got shape {labels.shape}")
-    if not ((labels == 0) | (labels == 1)).all():
-        raise ValueError(f"{name} must hold only 0/1")
     return labels
+
+
+def _code_words(codes: np.ndarray, name: str) -> np.ndarray:
+    return _words(codes, -1, f"{name} must hold only -1/+1 (use cmhash.codes.sign on real outputs)")
+
+
+def _label_words(labels: np.ndarray, name: str) -> np.ndarray:
+    return _words(labels, 0, f"{name} must hold only 0/1")
+
+
+def _words(matrix: np.ndarray, other: int, error: str) -> np.ndarray:
+    """``matrix == 1`` as uint64 words, after checking every entry is 1 or ``other``.
+
+    Row block by row block, so the temporaries (comparisons, packed bytes) stay under
+    :data:`PACK_BLOCK_ENTRIES` entries whatever the number of rows; only the words (1 bit per
+    entry, rounded up to 64 per row) are kept.
+    """
+    rows = max(1, PACK_BLOCK_ENTRIES // max(1, matrix.shape[1]))
+    words = np.empty((len(matrix), max(1, -(-matrix.shape[1] // 64))), np.uint64)
+    for start in range(0, len(matrix), rows):
+        block = matrix[start:start + rows]
+        ones = block == 1
+        if not (ones | (block == other)).all():
+            raise ValueError(error)
+        words[start:start + rows] = bit_words(ones)
+    return words
 
 
 def _cutoffs(ks: Iterable[int], name: str, n: int) -> tuple[int, ...]:
