@@ -56,3 +56,8 @@ def test_table_pairs_rows_with_the_strongest_baseline():
     assert "vs dcmh (8 bits)" in table  # the stronger of the two baselines
     ddss = next(line for line in table.splitlines() if line.startswith("| ddss"))
     assert "+0.1900" in ddss and "better in 2/2" in ddss and "**win**" in ddss  # 24 pairs, all +0.19
+    chosen = significance_table(results, ["cca_itq", "dcmh", "ddss"], [8], reference="cca_itq")
+    assert "vs cca_itq (8 bits)" in chosen and "chosen with --reference" in chosen
+    assert "+0.2000" in next(line for line in chosen.splitlines() if line.startswith("| ddss"))
+    with pytest.raises(ValueError, match="--reference 'alech' is not a row"):
+        significance_table(results, ["cca_itq", "dcmh", "ddss"], [8], reference="alech")

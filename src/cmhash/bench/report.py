@@ -49,11 +49,12 @@ def _cell(mean: float, std: float, seeds: int) -> str:
 
 
 def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: dict[str, str],
-                    methods: list[str] | None = None) -> str:
+                    methods: list[str] | None = None, reference: str | None = None) -> str:
     """Per dataset: the mAP table (methods x directions x bits), the paired test and the training-cost table.
 
     ``methods`` keeps only those methods' rows (a method's own page); the strongest baseline of
-    the paired test is still chosen among all of ``results``.
+    the paired test is still chosen among all of ``results``, unless ``reference`` names the row
+    to test against (e.g. the baseline a paper compares with).
     """
     rows = aggregate(results)
     out = []
@@ -79,7 +80,8 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
                     cells.append(_cell(r[key], r[f"{key}_std"], r["seeds"]) if r else "–")
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
-        out.append(significance_table([r for r in results if r.dataset == ds], everything, bits, shown=variants))
+        out.append(significance_table([r for r in results if r.dataset == ds], everything, bits, shown=variants,
+                                      reference=reference))
         head = ["method"] + [f"train s ({b} bits)" for b in bits] + ["s / epoch", "epochs run"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for v in variants:
@@ -95,10 +97,11 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
 
 
 def significance_table(results: list[RunResult], variants: list[str], bits: list[int],
-                       shown: list[str] | None = None) -> str:
+                       shown: list[str] | None = None, reference: str | None = None) -> str:
     """Each row against the strongest baseline of its bit length: paired Wilcoxon on per-query AP.
 
-    In an ablation table (variants with parts removed) the reference is the full method instead.
+    In an ablation table (variants with parts removed) the reference is the full method instead;
+    ``reference`` (a variant of the table) replaces either.
     The test and the marks are described in :mod:`cmhash.bench.significance`. Empty when the
     table has no baseline method or the runs carry no per-query AP (an old runs.jsonl).
     """
@@ -119,6 +122,10 @@ def significance_table(results: list[RunResult], variants: list[str], bits: list
     ablation = any(v != methods[v] for v in variants)
     if ablation:  # an ablation table: each part removed against the full method
         strongest = {b: variants[0] for b in bits if (variants[0], b) in runs}
+    if reference is not None:
+        if reference not in variants:
+            raise ValueError(f"--reference {reference!r} is not a row of this table; rows: {', '.join(variants)}")
+        strongest = {b: reference for b in bits if (reference, b) in runs}
     if not strongest:
         return ""
     head = ["method"] + [f"vs {strongest[b]} ({b} bits)" for b in bits if b in strongest]
@@ -129,7 +136,7 @@ def significance_table(results: list[RunResult], variants: list[str], bits: list
             base, mine = runs.get((strongest[b], b), {}), runs.get((v, b), {})
             shared = sorted(set(base) & set(mine))
             if v == strongest[b]:
-                cells.append("full method" if ablation else "strongest baseline")
+                cells.append("reference" if reference else "full method" if ablation else "strongest baseline")
                 continue
             if not shared:
                 cells.append("–")
@@ -137,11 +144,13 @@ def significance_table(results: list[RunResult], variants: list[str], bits: list
             res = paired_test([np.concatenate([mine[k].per_query_ap[d] for d in ("i2t", "t2i")]) for k in shared],
                               [np.concatenate([base[k].per_query_ap[d] for d in ("i2t", "t2i")]) for k in shared])
             mark = {"win": " **win**", "loss": " **loss**"}.get(res.verdict, " no difference")
-            cells.append(f"{res.mean_diff:+.4f} (p={res.p_value:.1e}, better in {res.better_in}/{len(shared)}){mark}")
+            p = f"p={res.p_value:.1e}" if res.p_value > 0 else "p<1e-300"  # below float range: not exactly 0
+            cells.append(f"{res.mean_diff:+.4f} ({p}, better in {res.better_in}/{len(shared)}){mark}")
         lines.append("| " + " | ".join(cells) + " |")
-    reference = ("the full method (ablation: does removing the part change the result?)" if ablation else
-                 "the strongest baseline (highest mean mAP among the baselines in this table)")
-    return (f"Paired difference to {reference} "
+    against = (f"{reference} (chosen with --reference)" if reference else
+               "the full method (ablation: does removing the part change the result?)" if ablation else
+               "the strongest baseline (highest mean mAP among the baselines in this table)")
+    return (f"Paired difference to {against} "
             f"on the same queries: mean per-query AP difference over both directions and all "
             f"{len(next(iter(runs.values())))} seed(s), Wilcoxon signed-rank p (two-sided), and in how many seeds "
             f"the method was better. **win** / **loss**: p < {ALPHA} and the sign holds in every seed; "
@@ -156,7 +165,7 @@ def markdown_report(results: list[RunResult], meta: dict[str, Any], topk: int | 
               f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; {meta.get('jobs', 1)} run(s) at a time, "
               f"{meta.get('threads_per_run', '?')} thread(s) each; Python {m['python']}, "
               f"torch {m['torch']}, cmhash {m['cmhash']}.\n\nProfile: {meta.get('profile', 'default')}.\n\n")
-    return header + markdown_tables(results, topk, dataset_notes)
+    return header + markdown_tables(results, topk, dataset_notes, reference=meta.get("reference"))
 
 
 def write_outputs(results: list[RunResult], out_dir: str | os.PathLike, meta: dict[str, Any], topk: int | None,
