@@ -45,6 +45,7 @@ SCAN_COST = 8  # one random probe/candidate costs about this many sequential pop
 DELTA_MIN, DELTA_MAX, DELTA_SHARE = 1024, 1 << 18, 16  # merge the delta past clamp(n_main / SHARE)
 DEAD_SHARE = 8  # compact when more than n / DEAD_SHARE positions are tombstones
 NO_POSITION = -1
+STATS = ("probes", "met", "verified", "accepted", "scanned", "steps")  # per-query counters, see search()
 
 
 def table_count(bits: int, n: int) -> int:
@@ -183,8 +184,9 @@ def _scan_range(q, radius, words, alive, n):
 
 @njit(cache=True, nogil=True)
 def _search_one(q, k, radius, words, alive, n_main, n, n_alive, bits, starts, sizes, prefix, obase, offsets,
-                positions, suffixes, binom):
-    """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``."""
+                positions, suffixes, binom, stats):
+    """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``;
+    ``stats`` receives the counters named in ``STATS``."""
     m = len(starts)
     top_k = radius < 0
     bound = bits if top_k else radius  # candidates farther than this cannot be in the answer
@@ -202,7 +204,9 @@ def _search_one(q, k, radius, words, alive, n_main, n, n_alive, bits, starts, si
                 hist[d] += 1
                 buf, nbuf = _push(buf, nbuf, (d << 32) | p)
     budget, work, found, accepted = n_alive // SCAN_COST, n - n_main, 0, 0
+    stats[:] = 0
     for t in range(last + 1):
+        stats[5] = t
         if top_k and t > 0:
             found += hist[t - 1]
             if found >= k:  # every item within t - 1 is verified, and there are k of them
@@ -215,13 +219,16 @@ def _search_one(q, k, radius, words, alive, n_main, n, n_alive, bits, starts, si
         for rho_head in range(max(0, rho - low), min(rho, head_bits) + 1):
             rho_low = rho - rho_head  # substring distance exactly rho: split between prefix and suffix
             work += binom[head_bits, rho_head]  # probes, then the candidates actually met
+            stats[0] += binom[head_bits, rho_head]
             limit = np.int64(1) << head_bits
             mask = (np.int64(1) << rho_head) - 1
             while mask < limit:
                 head = qhead ^ mask
                 lo, hi = np.int64(offsets[base + head]), np.int64(offsets[base + head + 1])
                 work += hi - lo
+                stats[1] += hi - lo
                 if work > budget:  # probing now costs more than a scan: scan instead
+                    stats[4] = 1
                     if top_k:
                         keys = np.empty(k, np.int64)
                         _scan_knn(q, k, words, alive, n, bits, keys)
@@ -231,11 +238,13 @@ def _search_one(q, k, radius, words, alive, n_main, n, n_alive, bits, starts, si
                     if low and np.int64(_popcount(np.uint64(suffixes[j, i]) ^ qlow)) != rho_low:
                         continue
                     p = np.int64(positions[j, i])
+                    stats[2] += 1
                     d = _distance(words, p, q)
                     if d > bound or not alive[p] or _first_step(words, p, qkeys, starts, sizes) != t:
                         continue
                     hist[d] += 1
                     accepted += 1
+                    stats[3] += 1
                     if top_k and accepted % 32 == 0:  # a tighter bound skips more candidates early
                         bound = min(bound, _kth_bound(hist, k))
                     if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
@@ -259,10 +268,10 @@ def _search_one(q, k, radius, words, alive, n_main, n, n_alive, bits, starts, si
 
 @njit(cache=True, nogil=True)
 def _knn_batch(qs, lo, hi, k, words, alive, n_main, n, n_alive, bits, starts, sizes, prefix, obase, offsets,
-               positions, suffixes, binom, out_d, out_p):
+               positions, suffixes, binom, out_d, out_p, stats):
     for i in range(lo, hi):
         keys = _search_one(qs[i: i + 1], k, -1, words, alive, n_main, n, n_alive, bits, starts, sizes, prefix,
-                           obase, offsets, positions, suffixes, binom)
+                           obase, offsets, positions, suffixes, binom, stats[i])
         for c in range(k):
             out_d[i, c] = keys[c] >> 32
             out_p[i, c] = keys[c] & 0xFFFFFFFF
@@ -393,17 +402,22 @@ class MultiIndex:
         return (self._words, self._alive, self._n_main, self._n, self.ntotal, self.bits, self._starts, self._sizes,
                 self._prefix, self._obase[:-1], self._offsets, self._positions, self._suffixes, self._binom)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k (k <= ntotal): distances (Q, k) int32 and positions (Q, k) int64."""
+    def search(self, queries: np.ndarray, k: int, stats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (k <= ntotal): distances (Q, k) int32 and positions (Q, k) int64.
+
+        ``stats``, if given, an int64 (Q, len(STATS)) array, receives each query's work: substring probes,
+        bucket entries met, candidates verified by full distance, accepted, whether it fell back to a
+        scan, and the last step (the profile in benchmarks/profile_mih.py)."""
         qs = to_words(queries)
         out_d = np.empty((len(qs), k), np.int64)
         out_p = np.empty((len(qs), k), np.int64)
+        stats = np.empty((len(qs), len(STATS)), np.int64) if stats is None else stats
         args = self._args()
         threads = max(1, min(faiss.omp_get_max_threads(), len(qs)))
         bounds = np.linspace(0, len(qs), threads + 1).astype(int)
 
         def run(lo: int, hi: int) -> None:
-            _knn_batch(qs, lo, hi, k, *args, out_d, out_p)
+            _knn_batch(qs, lo, hi, k, *args, out_d, out_p, stats)
 
         if threads == 1:
             run(0, len(qs))
@@ -416,9 +430,10 @@ class MultiIndex:
         """Per query (distances int32, positions int64) of every item within ``radius``, in order."""
         qs = to_words(queries)
         args = self._args()
+        stats = np.empty(len(STATS), np.int64)
         out = []
         for i in range(len(qs)):
-            keys = _search_one(qs[i: i + 1], 0, radius, *args)
+            keys = _search_one(qs[i: i + 1], 0, radius, *args, stats)
             out.append(((keys >> 32).astype(np.int32), keys & 0xFFFFFFFF))
         return out
 
