@@ -2,7 +2,7 @@
 
 Usage:
 
-    nice -n 5 .venv/bin/python benchmarks/profile_mih.py --n 10000000 --k 100 [--cache /tmp/learned64.npz]
+    nice -n 5 .venv/bin/python benchmarks/profile_mih.py --n 10000000 --k 100 [--cache /tmp/learned-{bits}.npz]
 
 Builds the MIH index over the benchmark's learned codes (benchmarks/bench_search.py's generator:
 a trained model's codes, replicated with bit noise to reach N), then times each query alone (one
@@ -26,33 +26,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_search import Learned  # noqa: E402  (the benchmark's own generator)
 
 
-def learned_codes(args: argparse.Namespace) -> Learned:
-    if args.cache and Path(args.cache).exists():
-        learned = Learned.__new__(Learned)
-        with np.load(args.cache) as z:
-            learned.base, learned.queries = z["base"], z["queries"]
-        learned.bits, learned.noise = args.bits, args.flips / args.bits
-        return learned
-    learned = Learned(args.method, args.bits, args.base, args.queries, args.flips, args.seed)
-    if args.cache:
-        np.savez(args.cache, base=learned.base, queries=learned.queries)
-    return learned
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--k", type=int, nargs="+", default=[100])
     parser.add_argument("--tables", type=int, default=None)
-    parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--queries", type=int, default=1_000, help="query codes generated (as the benchmark does)")
+    parser.add_argument("--timed", type=int, default=1_000, help="how many of them to time")
     parser.add_argument("--base", type=int, default=200_000)
     parser.add_argument("--method", default="scm")
     parser.add_argument("--flips", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", help="npz of the learned base and query codes (written if absent)")
+    parser.add_argument("--cache", help="npz of the learned codes, {bits} in the name (written by the first run)")
     args = parser.parse_args(argv)
-    learned = learned_codes(args)
+    learned = Learned.cached(args, args.bits)
     db = np.empty((args.n, args.bits // 8), np.uint8)
     learned.fill(db, np.random.default_rng(args.n + args.bits))  # the benchmark's seed for this case
     index = mih.MultiIndex(args.bits, args.tables)
@@ -61,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"N={args.n:,} bits={args.bits} tables={index.tables} build {time.perf_counter() - start:.1f} s "
           f"held {index.nbytes() / args.n:.1f} B/item", flush=True)
     del db
-    queries = learned.queries[: args.queries]
+    queries = learned.queries[: args.timed]
     index.search(queries[:4], 1)  # compile, first touch
     for k in args.k:
         stats = np.empty((len(queries), len(mih.STATS)), np.int64)
@@ -80,8 +68,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:>10} {column.mean():12.3f} {q[0]:12.3f} {q[1]:12.3f} {q[2]:12.3f} {column.max():12.3f}")
         scanned = stats[:, mih.STATS.index("scanned")] > 0
         print(f"scan fallback: {scanned.sum()} queries, {seconds[scanned].sum() / seconds.sum():.0%} of the time")
-        met = stats[:, mih.STATS.index("met")]
-        print(f"ns per bucket entry met (no fallback): {seconds[~scanned].sum() / max(met[~scanned].sum(), 1) * 1e9:.1f}")
+        terms = ["probes", "met", "near"]
+        x = np.column_stack([np.ones(len(seconds)), stats[:, [mih.STATS.index(t) for t in terms]]])[~scanned]
+        fit = np.linalg.lstsq(x, seconds[~scanned] * 1e9, rcond=None)[0]
+        print("least-squares cost model over the queries without fallback (ns): "
+              + ", ".join(f"{v:.1f} per {t}" for t, v in zip(["query", *terms], fit)))
+        print("its share of the time: " + ", ".join(
+            f"{t} {fit[i + 1] * x[:, i + 1].sum() / (seconds[~scanned].sum() * 1e9):.0%}" for i, t in enumerate(terms)))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from cmhash.popcount import popcount as _popcount
 MAX_SUBSTRING_BITS = 32  # substrings are uint32 keys
 PREFIX_BITS = 24  # tables address a substring's first 24 bits directly (2^24 uint32 offsets: 64 MB)
 PROBE_COST = 16  # one bucket probe (a random read of offsets) costs about this many sequential code reads
+BIG_BUCKET = 2048  # a bucket with more entries gets its runs indexed (<= 257 uint32 per 2,048 items: 0.5 B/item)
 DELTA_MIN, DELTA_MAX, DELTA_SHARE = 1024, 1 << 18, 16  # merge the delta past clamp(n_main / SHARE)
 DEAD_SHARE = 8  # compact when more than n / DEAD_SHARE positions are tombstones
 NO_POSITION = -1
@@ -120,10 +121,20 @@ def _position(positions, base, i):
 
 @njit(cache=True, nogil=True)
 def build_tables(words, n, starts, sizes, prefix, obase, offsets, codes, positions):
-    """Counting sort of positions ``0..n-1`` by each substring's prefix: CSR ``offsets``, and per
-    table the ``positions`` and full ``codes`` in bucket order."""
+    """Per table, the ``positions`` and full ``codes`` sorted by substring (then position): an LSD radix
+    sort, by the low bits beyond the prefix, then by the prefix, whose counts are the CSR ``offsets``."""
+    order = np.empty(n if (sizes > prefix).any() else 0, np.uint32)
     for j in range(len(starts)):
         base, low = obase[j], sizes[j] - prefix[j]
+        if low:
+            fill = np.zeros((1 << low) + 1, np.int64)
+            for p in range(n):
+                fill[1 + np.int64(_substring(words, p, starts[j], sizes[j]) & np.uint64((1 << low) - 1))] += 1
+            fill = np.cumsum(fill)
+            for p in range(n):
+                tail = np.int64(_substring(words, p, starts[j], sizes[j]) & np.uint64((1 << low) - 1))
+                order[fill[tail]] = p
+                fill[tail] += 1
         nb = (1 << prefix[j]) + 1
         offsets[base: base + nb] = 0
         for p in range(n):
@@ -131,7 +142,8 @@ def build_tables(words, n, starts, sizes, prefix, obase, offsets, codes, positio
         for b in range(1, nb):
             offsets[base + b] += offsets[base + b - 1]
         fill = offsets[base: base + nb - 1].astype(np.int64)
-        for p in range(n):
+        for i in range(n):
+            p = np.int64(order[i]) if low else i
             head = np.int64(_substring(words, p, starts[j], sizes[j]) >> np.uint64(low))
             positions[j, fill[head]] = p
             for w in range(words.shape[1]):
@@ -196,6 +208,21 @@ def _collect_pass(q, cut, codes, positions, base, alive, out, nout, ties, nties,
 
 
 @njit(cache=True, nogil=True)
+def build_runs(codes, offsets, obase, starts, sizes, prefix, big, runs):
+    """For each big bucket (global bucket numbers ``big``, sorted), where each low-bit value's run starts
+    in its table: ``runs[r, v]`` (``v = 0 .. 2**low``; the last is the bucket's end)."""
+    for r in range(len(big)):
+        j = np.searchsorted(obase, big[r], side="right") - 1
+        lo, hi, low = np.int64(offsets[big[r]]), np.int64(offsets[big[r] + 1]), sizes[j] - prefix[j]
+        runs[r, :] = 0
+        for i in range(lo, hi):
+            runs[r, 1 + np.int64(_substring(codes[j], i, starts[j], sizes[j]) & np.uint64((1 << low) - 1))] += 1
+        runs[r, 0] = lo
+        for v in range(1, (1 << low) + 1):
+            runs[r, v] += runs[r, v - 1]
+
+
+@njit(cache=True, nogil=True)
 def _scan_knn(q, k, bits, codes0, positions0, delta, n_main, alive):
     """Exact top-k keys by a two-pass scan of table 0 and the delta: histogram, then collect."""
     hist = np.zeros(bits + 1, np.int64)
@@ -230,9 +257,50 @@ def _scan_range(q, radius, codes0, positions0, delta, n_main, alive):
     return np.sort(buf[:nbuf])
 
 
+@njit(inline="always")
+def _next_mask(mask):
+    """The next larger integer with as many set bits (Gosper's hack); after 0 (no bits set), none: 2**62."""
+    lowest = mask & -mask
+    if lowest == 0:
+        return np.int64(1) << 62
+    ripple = mask + lowest
+    return (((ripple ^ mask) >> 2) // lowest) | ripple
+
+
+@njit(inline="always")
+def _verify(table, where, lo, hi, q, t, k, top_k, qkeys, starts, sizes, alive, hist, bound, buf, nbuf, accepted,
+            stats):
+    """Accept the entries ``[lo, hi)`` of a table that lie within ``bound`` and are first reached at step ``t``."""
+    stats[1] += hi - lo
+    for i in range(lo, hi):
+        d = _distance(table, i, q)
+        if d > bound:
+            continue
+        stats[2] += 1
+        p = np.int64(where[i])
+        if _first_step(table, i, qkeys, starts, sizes) != t or not alive[p]:
+            continue
+        hist[d] += 1
+        accepted += 1
+        stats[3] += 1
+        if top_k and accepted % 32 == 0:  # a tighter bound skips more candidates early
+            bound = min(bound, _kth_bound(hist, k))
+        if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
+            bound = _kth_bound(hist, k)
+            kept = 0
+            for b in range(nbuf):
+                if buf[b] >> 32 <= bound:
+                    buf[kept] = buf[b]
+                    kept += 1
+            nbuf = kept
+        if d <= bound:
+            buf, nbuf = _push(buf, nbuf, (d << 32) | p)
+    return bound, buf, nbuf, accepted
+
+
 @njit(cache=True, nogil=True)
-def _search_one(q, k, radius, codes, positions, offsets, obase, delta, alive, n_main, n_alive, bits, starts, sizes,
-                prefix, binom, stats):
+def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive, bits, starts,
+                sizes, prefix, binom, stats):
     """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``;
     ``stats`` receives the counters named in ``STATS``."""
     m = len(starts)
@@ -265,61 +333,49 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, delta, alive, n_
             continue
         table, where = codes[j], positions[j]
         base, head_bits, low = obase[j], prefix[j], sizes[j] - prefix[j]
-        qhead = np.int64(qkeys[j] >> np.uint64(low))
-        # substring distance exactly rho, split between the prefix (rho_head) and the low bits
+        qhead, qlow = np.int64(qkeys[j] >> np.uint64(low)), np.int64(qkeys[j]) & ((np.int64(1) << low) - 1)
+        # substring distance exactly rho, split between the prefix (rho_head) and the low bits (rho_low)
         for rho_head in range(max(0, rho - low), min(rho, head_bits) + 1):
-            work += PROBE_COST * binom[head_bits, rho_head]  # probes, then the entries actually read
+            rho_low = rho - rho_head
+            wanted = binom[low, rho_low]  # low-bit values at distance rho_low: runs of a big bucket
+            work += PROBE_COST * binom[head_bits, rho_head]
             stats[0] += binom[head_bits, rho_head]
-            limit = np.int64(1) << head_bits
             mask = (np.int64(1) << rho_head) - 1
-            while mask < limit:
+            while mask < np.int64(1) << head_bits:
                 head = qhead ^ mask
                 lo, hi = np.int64(offsets[base + head]), np.int64(offsets[base + head + 1])
-                work += hi - lo
-                stats[1] += hi - lo
+                indexed = low > 0 and hi - lo > big_bucket
+                work += PROBE_COST * wanted if indexed else hi - lo
                 if work > budget:  # probing now costs more than a scan: scan instead
                     stats[4] = 1
                     if top_k:
                         return _scan_knn(q, k, bits, codes[0], positions[0], delta, n_main, alive)
                     return _scan_range(q, radius, codes[0], positions[0], delta, n_main, alive)
-                for i in range(lo, hi):
-                    d = _distance(table, i, q)
-                    if d > bound:
-                        continue
-                    stats[2] += 1
-                    p = np.int64(where[i])
-                    if _first_step(table, i, qkeys, starts, sizes) != t or not alive[p]:
-                        continue
-                    hist[d] += 1
-                    accepted += 1
-                    stats[3] += 1
-                    if top_k and accepted % 32 == 0:  # a tighter bound skips more candidates early
-                        bound = min(bound, _kth_bound(hist, k))
-                    if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
-                        bound = _kth_bound(hist, k)
-                        kept = 0
-                        for b in range(nbuf):
-                            if buf[b] >> 32 <= bound:
-                                buf[kept] = buf[b]
-                                kept += 1
-                        nbuf = kept
-                    if d <= bound:
-                        buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-                if mask == 0:
-                    break
-                lowest = mask & -mask  # Gosper's hack: the next mask with the same popcount
-                ripple = mask + lowest
-                mask = (((ripple ^ mask) >> 2) // lowest) | ripple
+                if indexed:  # read only the runs of the low-bit values at distance rho_low
+                    r = np.searchsorted(big, base + head)
+                    tail = (np.int64(1) << rho_low) - 1
+                    for _ in range(wanted):
+                        v = qlow ^ tail
+                        a, b = np.int64(runs[r, v]), np.int64(runs[r, v + 1])
+                        work += b - a
+                        stats[0] += 1
+                        bound, buf, nbuf, accepted = _verify(table, where, a, b, q, t, k, top_k, qkeys, starts, sizes,
+                                                             alive, hist, bound, buf, nbuf, accepted, stats)
+                        tail = _next_mask(tail)
+                else:  # read it all: _first_step drops the entries at other distances
+                    bound, buf, nbuf, accepted = _verify(table, where, lo, hi, q, t, k, top_k, qkeys, starts, sizes,
+                                                         alive, hist, bound, buf, nbuf, accepted, stats)
+                mask = _next_mask(mask)
     keys = np.sort(buf[:nbuf])
     return keys[:k] if top_k else keys
 
 
 @njit(cache=True, nogil=True)
-def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, delta, alive, n_main, n_alive, bits, starts, sizes,
-               prefix, binom, out_d, out_p, stats):
+def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive, bits, starts,
+               sizes, prefix, binom, out_d, out_p, stats):
     for i in range(lo, hi):
-        keys = _search_one(qs[i: i + 1], k, -1, codes, positions, offsets, obase, delta, alive, n_main, n_alive, bits,
-                           starts, sizes, prefix, binom, stats[i])
+        keys = _search_one(qs[i: i + 1], k, -1, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main,
+                           n_alive, bits, starts, sizes, prefix, binom, stats[i])
         for c in range(k):
             out_d[i, c] = keys[c] >> 32
             out_p[i, c] = keys[c] & 0xFFFFFFFF
@@ -373,8 +429,8 @@ class MultiIndex:
 
     def nbytes(self) -> int:
         """Bytes held by the live structures (storage capacity included)."""
-        return sum(a.nbytes for a in (self._codes, self._positions, self._offsets, self._delta, self._ids,
-                                      self._alive, self._order))
+        return sum(a.nbytes for a in (self._codes, self._positions, self._offsets, self._big, self._runs, self._delta,
+                                      self._ids, self._alive, self._order))
 
     def _reserve(self, extra: int) -> None:
         """Room for ``extra`` more positions (ids, alive flags and delta codes grow by half at least)."""
@@ -454,6 +510,13 @@ class MultiIndex:
         self._positions = np.empty((m, n), np.uint32)
         build_tables(words, n, self._starts, self._sizes, self._prefix, self._obase[:-1], self._offsets,
                      self._codes, self._positions)
+        self._big_bucket = BIG_BUCKET
+        self._big = np.concatenate([np.flatnonzero(np.diff(self._offsets[a: b].astype(np.int64)) > BIG_BUCKET) + a
+                                    for a, b, low in zip(self._obase[:-1], self._obase[1:], self._sizes - self._prefix)
+                                    if low] or [np.zeros(0, np.int64)])
+        self._runs = np.empty((len(self._big), (1 << int((self._sizes - self._prefix).max())) + 1), np.uint32)
+        build_runs(self._codes, self._offsets, self._obase[:-1], self._starts, self._sizes, self._prefix, self._big,
+                   self._runs)
         ids = self._ids[:n]
         self._order = (np.arange(n, dtype=np.uint32) if n < 2 or (ids[1:] > ids[:-1]).all()
                        else np.argsort(ids, kind="stable").astype(np.uint32))
@@ -461,7 +524,8 @@ class MultiIndex:
         self._delta_ids = {}
 
     def _args(self) -> tuple:
-        return (self._codes, self._positions, self._offsets, self._obase[:-1], self._delta[: self._n - self._n_main],
+        return (self._codes, self._positions, self._offsets, self._obase[:-1], self._big_bucket, self._big, self._runs,
+                self._delta[: self._n - self._n_main],
                 self._alive, self._n_main, self.ntotal, self.bits, self._starts, self._sizes, self._prefix,
                 self._binom)
 
