@@ -172,10 +172,11 @@ def bench_scale(args: argparse.Namespace, write) -> list[str]:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *builds,
             "",
-            "Held: the index's arrays (codes as uint64 words, ids, one uint32 position per item per table, one "
-            "suffix byte per item per table with substrings over 24 bits, the tables' uint32 offsets, the uint32 "
-            "id order, one alive byte). RSS growth: /proc/self/statm around the build (malloc_trim first), which "
-            "also counts allocator slack. Target: <= 2.5x raw at 100M x 64 bits.",
+            "Held: the index's arrays (per table a copy of every code as uint64 words and one uint32 position per "
+            "item, the tables' uint32 offsets (2^min(24, substring bits) + 1 per table: a fixed cost that is large "
+            "per item at 1M), the run index of buckets over 2,048 entries, the int64 ids, the uint32 id order, "
+            "one alive byte). RSS growth: /proc/self/statm around the build (malloc_trim first), which also counts "
+            "allocator slack. Target: <= 2.5x raw at 100M x 64 bits.",
             "",
             f"Learned codes: `{args.method}` (seed {args.seed}) trained on `make_synthetic(n={args.base + args.queries:,}, "
             "image_dim=128, text_dim=128, n_train=10,000)`; the database is the "
