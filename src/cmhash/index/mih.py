@@ -267,37 +267,6 @@ def _next_mask(mask):
     return (((ripple ^ mask) >> 2) // lowest) | ripple
 
 
-@njit(inline="always")
-def _verify(table, where, lo, hi, q, t, k, top_k, qkeys, starts, sizes, alive, hist, bound, buf, nbuf, accepted,
-            stats):
-    """Accept the entries ``[lo, hi)`` of a table that lie within ``bound`` and are first reached at step ``t``."""
-    stats[1] += hi - lo
-    for i in range(lo, hi):
-        d = _distance(table, i, q)
-        if d > bound:
-            continue
-        stats[2] += 1
-        p = np.int64(where[i])
-        if _first_step(table, i, qkeys, starts, sizes) != t or not alive[p]:
-            continue
-        hist[d] += 1
-        accepted += 1
-        stats[3] += 1
-        if top_k and accepted % 32 == 0:  # a tighter bound skips more candidates early
-            bound = min(bound, _kth_bound(hist, k))
-        if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
-            bound = _kth_bound(hist, k)
-            kept = 0
-            for b in range(nbuf):
-                if buf[b] >> 32 <= bound:
-                    buf[kept] = buf[b]
-                    kept += 1
-            nbuf = kept
-        if d <= bound:
-            buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-    return bound, buf, nbuf, accepted
-
-
 @njit(cache=True, nogil=True)
 def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive, bits, starts,
                 sizes, prefix, binom, stats):
@@ -351,20 +320,43 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
                     if top_k:
                         return _scan_knn(q, k, bits, codes[0], positions[0], delta, n_main, alive)
                     return _scan_range(q, radius, codes[0], positions[0], delta, n_main, alive)
-                if indexed:  # read only the runs of the low-bit values at distance rho_low
-                    r = np.searchsorted(big, base + head)
-                    tail = (np.int64(1) << rho_low) - 1
-                    for _ in range(wanted):
-                        v = qlow ^ tail
-                        a, b = np.int64(runs[r, v]), np.int64(runs[r, v + 1])
+                if hi == lo:
+                    mask = _next_mask(mask)
+                    continue
+                r = np.searchsorted(big, base + head) if indexed else 0
+                tail = (np.int64(1) << rho_low) - 1
+                for _ in range(wanted if indexed else 1):
+                    if indexed:  # read only the run of each low-bit value at distance rho_low
+                        a, b = np.int64(runs[r, qlow ^ tail]), np.int64(runs[r, (qlow ^ tail) + 1])
                         work += b - a
                         stats[0] += 1
-                        bound, buf, nbuf, accepted = _verify(table, where, a, b, q, t, k, top_k, qkeys, starts, sizes,
-                                                             alive, hist, bound, buf, nbuf, accepted, stats)
                         tail = _next_mask(tail)
-                else:  # read it all: _first_step drops the entries at other distances
-                    bound, buf, nbuf, accepted = _verify(table, where, lo, hi, q, t, k, top_k, qkeys, starts, sizes,
-                                                         alive, hist, bound, buf, nbuf, accepted, stats)
+                    else:  # read it all: _first_step drops the entries at other distances
+                        a, b = lo, hi
+                    stats[1] += b - a
+                    for i in range(a, b):
+                        d = _distance(table, i, q)
+                        if d > bound:
+                            continue
+                        stats[2] += 1
+                        p = np.int64(where[i])
+                        if _first_step(table, i, qkeys, starts, sizes) != t or not alive[p]:
+                            continue
+                        hist[d] += 1
+                        accepted += 1
+                        stats[3] += 1
+                        if top_k and accepted % 32 == 0:  # a tighter bound skips more candidates early
+                            bound = min(bound, _kth_bound(hist, k))
+                        if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
+                            bound = _kth_bound(hist, k)
+                            kept = 0
+                            for c in range(nbuf):
+                                if buf[c] >> 32 <= bound:
+                                    buf[kept] = buf[c]
+                                    kept += 1
+                            nbuf = kept
+                        if d <= bound:
+                            buf, nbuf = _push(buf, nbuf, (d << 32) | p)
                 mask = _next_mask(mask)
     keys = np.sort(buf[:nbuf])
     return keys[:k] if top_k else keys
