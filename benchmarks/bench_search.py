@@ -135,7 +135,8 @@ def bench_case(source: str, bits: int, n: int, queries: np.ndarray, fill) -> lis
         (got_d, got_i), t_mih, th_mih = mih[k]
         assert np.array_equal(got_d, want_d) and np.array_equal(got_i, want_i), (source, bits, n, k)
         rows.append(f"| {source} | {bits} | {n:,} | {tables} | {k} | {nq:,} | {t_mih / nq * 1e3:.3f} ({th_mih}) "
-                    f"| {t_flat / nq * 1e3:.3f} ({th_flat}) | **{t_flat / t_mih:.1f}x** | {np.median(want_d[:, k - 1]):.0f} "
+                    f"| {t_flat / nq * 1e3:.3f} ({th_flat}) | **{t_flat / t_mih:.1f}x** "
+                    f"| {np.median(want_d[:, k - 1]):.0f} "
                     f"| yes | {load()} |")
     del flat
     gc.collect()

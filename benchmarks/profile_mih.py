@@ -6,9 +6,10 @@ Usage:
 
 Builds the MIH index over the benchmark's learned codes (benchmarks/bench_search.py's generator:
 a trained model's codes, replicated with bit noise to reach N), then times each query alone (one
-thread; the least over --repeat passes) and reads its counters (``MultiIndex.search(..., stats=)``: substring probes, bucket
-entries met, candidates verified by full distance, accepted, scan fallback, last step). Prints the
-distribution of each, and how much of the total time the slowest queries take.
+thread; the least over --repeat passes) and reads its counters (``MultiIndex.search(..., stats=)``,
+named in ``mih.STATS``: bucket and run probes, table entries read, entries within the current bound,
+accepted, scan fallback, last step). Prints the distribution of each, and how much of the total
+time the slowest queries take.
 """
 
 from __future__ import annotations

@@ -268,8 +268,8 @@ def _next_mask(mask):
 
 
 @njit(cache=True, nogil=True)
-def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive, bits, starts,
-                sizes, prefix, binom, stats):
+def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive,
+                bits, starts, sizes, prefix, binom, stats):
     """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``;
     ``stats`` receives the counters named in ``STATS``."""
     m = len(starts)
@@ -363,11 +363,11 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
 
 
 @njit(cache=True, nogil=True)
-def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive, bits, starts,
-               sizes, prefix, binom, out_d, out_p, stats):
+def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive,
+               bits, starts, sizes, prefix, binom, out_d, out_p, stats):
     for i in range(lo, hi):
-        keys = _search_one(qs[i: i + 1], k, -1, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main,
-                           n_alive, bits, starts, sizes, prefix, binom, stats[i])
+        keys = _search_one(qs[i: i + 1], k, -1, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive,
+                           n_main, n_alive, bits, starts, sizes, prefix, binom, stats[i])
         for c in range(k):
             out_d[i, c] = keys[c] >> 32
             out_p[i, c] = keys[c] & 0xFFFFFFFF
