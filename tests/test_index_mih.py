@@ -94,3 +94,25 @@ def test_words_round_trip_for_odd_byte_counts():
     codes = np.random.default_rng(0).integers(0, 256, (5, 9), dtype=np.uint8)  # 72 bits: 2 words
     assert mih.to_words(codes).shape == (5, 2)
     np.testing.assert_array_equal(mih.from_words(mih.to_words(codes), 72), codes)
+
+
+def test_big_buckets_are_read_run_by_run(monkeypatch):
+    """A bucket over BIG_BUCKET entries is read through its index of low-bit runs (32-bit substrings:
+    8 bits beyond the 24-bit prefix); the probes must then still find exactly the brute-force answer."""
+    monkeypatch.setattr(mih, "BIG_BUCKET", 4)
+    rng = np.random.default_rng(5)
+    db = clustered(rng, 6000, 64)
+    ids = rng.permutation(6000).astype(np.int64)
+    queries = np.concatenate([clustered(rng, 12, 64), db[rng.choice(6000, 8)]])
+    index = HashIndex(64, "mih", tables=2)
+    index.add_with_ids(db, ids)
+    backend = index._backend.mih
+    assert len(backend._big) > 0
+    stats = np.empty((len(queries), len(mih.STATS)), np.int64)
+    backend.search(queries, 10, stats)
+    assert (stats[:, mih.STATS.index("scanned")] == 0).sum() >= 5  # not all fall back to a scan
+    assert_matches_brute_force(index, db, ids, queries)
+    gone = ids[::9]
+    index.remove_ids(gone)
+    keep = ~np.isin(ids, gone)
+    assert_matches_brute_force(index, db[keep], ids[keep], queries, ks=(1, 100))
