@@ -32,10 +32,13 @@ BENCH := $(BIN)/cmhash bench --jobs 2 --profile tuned
 HELD_OUT := --data-seeds 1 2 3 --seeds 1
 # Ablations: a defining part that a tuned profile switched off is forced back on (--set), so the first row
 # has it and its "w/o" row measures it; every ablation block names its command. SDEH runs every part;
-# the other four only the parts their papers name (--parts), to fit one session's CPU: the generic
-# terms left out (quantization, label prediction, the main similarity objective) are listed on each page.
+# the other four first the parts their papers name, then the generic terms in a second table each
+# (--parts; the generic terms were run after the named parts, when CPU allowed).
 ablate_wiki = $(BENCH) --dataset wiki --bits 32 --seeds 3 --ablate $(1) --out runs/ablate-wiki-$(1) \
   --docs docs/ablations.md --docs-section ablation-wiki-$(1) --docs-title "\#\# $(1) on Wiki" --method-docs
+ablate_generic = $(BENCH) --dataset wiki --bits 32 --seeds 3 --ablate $(1) --out runs/ablate-wiki-generic-$(1) \
+  --docs docs/ablations.md --docs-section ablation-wiki-generic-$(1) --docs-title "\#\# $(1) on Wiki: the generic terms" \
+  --method-docs
 bench-docs: $(STAMP)
 	$(BENCH) --dataset wiki --methods baselines --bits 16 32 64 --seeds 1 --out runs/wiki-baselines \
 	  --docs docs/benchmarks.md --docs-section wiki-baselines --docs-title "## Baselines on Wiki, timed (1 seed)"
@@ -54,6 +57,11 @@ bench-docs: $(STAMP)
 	  --parts knowledge_network knowledge_transfer fused_code differential
 	$(call ablate_wiki,fjsph) --parts refinement sample_similarity cluster_similarity contrastive
 	$(call ablate_wiki,dhsl) --parts relation_inter relation_intra feature_selector
+	$(call ablate_generic,ddss) --set ddss.components.private_elimination=true \
+	  --parts intra_contrastive instance_hash semantic_hash quantization
+	$(call ablate_generic,cdhtk) --set cdhtk.components.knowledge_network=true --parts label_prediction triplet_quantization
+	$(call ablate_generic,dhsl) --parts triplet quantization
+	$(call ablate_generic,fjsph) --parts quantization
 
 # CCA-ITQ and DCMH-style on the five synthetic presets (docs/benchmarks-presets.md).
 bench-presets: $(STAMP)
