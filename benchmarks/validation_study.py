@@ -24,28 +24,17 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import ttest_rel
 
+from cmhash.config import nest
 from cmhash.data.sources import open_dataset, parse_kwargs
 from cmhash.methods import get_method
 from cmhash.metrics import mean_average_precision
 from cmhash.train.engine import carve_validation
 
 
-def nested(flat: dict) -> dict:
-    """``{"losses.x": 1}`` to ``{"losses": {"x": 1}}``."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-
 def validation_score(method_name: str, train, bits: int, seed: int, overrides: dict) -> tuple[float, int]:
     """Best validation mAP (deep: the engine's; shallow: fitted on the rest of the training split)."""
     cls = get_method(method_name)
-    config = nested(overrides)
+    config = nest(overrides)
     if cls.deep:
         config.setdefault("train", {})["progress"] = False
         m = cls(bits=bits, seed=seed, **config).fit(train)

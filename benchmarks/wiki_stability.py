@@ -22,26 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from cmhash.config import nest, parse_set
 from cmhash.data.sources import open_dataset
 from cmhash.methods import get_method
 from cmhash.metrics import mean_average_precision
 
 DEV_SEED = 12345
-
-
-def overrides(pairs: list[str]) -> dict:
-    """``a.b=v`` pairs into a nested dict (values parsed as YAML)."""
-    out: dict = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
-    return out
 
 
 def both_ways(model, q, db) -> float:
@@ -94,7 +81,7 @@ def main() -> None:
         summary(args.out)
         return
     torch.set_num_threads(1)
-    config = overrides(args.set)
+    config = nest(parse_set(args.set))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for method in args.methods:
         for bits in args.bits:
