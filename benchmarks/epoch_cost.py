@@ -12,27 +12,31 @@ the settings the benchmark tables train with; ``default`` with the shipped defau
 from __future__ import annotations
 
 import argparse
+import copy
 import time
+from typing import Any
 
 import torch
 
-from cmhash.config import Override, load_profile, parse_set, resolve
+from cmhash.config import load_profile, parse_set, route
 from cmhash.data import load_wiki
 from cmhash.methods import get_method
 
 
-def cpu_seconds_per_epoch(method: str, bits: int, epochs: int, profile: str = "default",
-                          sets: list[Override] = ()) -> float:
-    train = load_wiki().split("train")
-    cls = get_method(method)
-    profiled, _ = load_profile(profile, "wiki", cls.name)
-    mine = [(k.partition(".")[2], v) for k, v in sets if k.partition(".")[0] == cls.name]
-    config = resolve(cls.name, cls.default_config(), profiled + mine)
+def cpu_seconds_per_epoch(method: str, train, bits: int, epochs: int, config: dict[str, Any]) -> float:
+    config = copy.deepcopy(config)
     config.setdefault("train", {}).update(epochs=epochs, patience=0, progress=False)
-    model = cls(bits=bits, seed=0, **config)
+    model = get_method(method)(bits=bits, seed=0, **config)
     start = time.process_time()
     model.fit(train)
     return (time.process_time() - start) / epochs
+
+
+def method_configs(methods: list[str], profile: str, sets: list[str]) -> dict[str, dict[str, Any]]:
+    """Each method's overrides: its Wiki profile, then ``--set`` (routed like ``cmhash bench``, so a
+    typo or a key no selected method has is a named error, not silently ignored)."""
+    profiled = [o for m in methods for o in load_profile(profile, "wiki", get_method(m).name)[0]]
+    return route(profiled + parse_set(sets), {m: get_method(m).default_config() for m in methods})
 
 
 def main() -> None:
@@ -44,10 +48,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override for one method (scoped by its name), e.g. sdeh.hidden=512; repeatable")
     args = p.parse_args()
+    configs = method_configs(args.methods, args.profile, args.set)
     torch.set_num_threads(1)
-    cpu_seconds_per_epoch("dcmh", args.bits, 1)  # warm-up: imports, allocator
-    sets = parse_set(args.set)
-    costs = {m: cpu_seconds_per_epoch(m, args.bits, args.epochs, args.profile, sets) for m in args.methods}
+    train = load_wiki().split("train")
+    cpu_seconds_per_epoch("dcmh", train, args.bits, 1, {})  # warm-up: imports, allocator
+    costs = {m: cpu_seconds_per_epoch(m, train, args.bits, args.epochs, configs[m]) for m in args.methods}
     base = costs.get("dcmh")
     if args.set:
         print("Overrides:", " ".join(args.set))
