@@ -21,6 +21,7 @@ def test_bench_grid_writes_tables_plots_and_docs(tmp_path, capsys):
             "--out", str(out), "--docs", str(doc), "--docs-section", "tiny", *FAST]
     assert main(args) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
+    before = {(r["variant"], r["bits"], r["seed"]): r["i2t"] for r in rows}
     assert len(rows) == 2 * 2 * 2
     assert {(r["variant"], r["bits"], r["seed"]) for r in rows} == {
         (m, b, s) for m in ("cca_itq", "dcmh") for b in ("8", "16") for s in ("0", "1")}
@@ -46,6 +47,20 @@ def test_bench_grid_writes_tables_plots_and_docs(tmp_path, capsys):
     partial_md = (out / "results.md").read_text()
     assert "Partial: 5 of 8 runs" in partial_md and "better in" in partial_md  # per-query AP reloaded
     assert doc.read_text().count("<!-- cmhash:generated:tiny -->") == 1
+
+    # --update retrains one method and keeps the other's runs: same numbers for the kept rows, and the
+    # curves are redrawn from the saved first-seed metrics (every row has them again).
+    (out / "runs.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "plots" / "synthetic_8bits_i2t_pr.png").unlink()
+    upd = [*args[:-len(FAST)], *FAST, "--update", "--set", "dcmh.train.lr=0.003"]
+    upd[upd.index("cca_itq")] = "dcmh"  # --methods dcmh dcmh -> only dcmh retrained
+    assert main(upd) == 0
+    after = {(r["variant"], r["bits"], r["seed"]): r["i2t"] for r in csv.DictReader(open(out / "results.csv"))}
+    assert after.keys() == before.keys()
+    assert all(after[k] == v for k, v in before.items() if k[0] == "cca_itq")
+    assert any(after[k] != v for k, v in before.items() if k[0] == "dcmh")  # the new lr changed dcmh
+    assert [r["variant"] for r in csv.DictReader(open(out / "results.csv"))][:4] == ["cca_itq"] * 4  # plan order
+    assert (out / "plots" / "synthetic_8bits_i2t_pr.png").exists()
 
 
 def test_parallel_jobs_give_the_same_numbers_in_plan_order(tmp_path):

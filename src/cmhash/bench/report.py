@@ -98,7 +98,7 @@ def markdown_tables(results: list[RunResult], topk: int | None, dataset_notes: d
 
 def significance_table(results: list[RunResult], variants: list[str], bits: list[int],
                        shown: list[str] | None = None, reference: str | None = None) -> str:
-    """Each row against the strongest baseline of its bit length: paired Wilcoxon on per-query AP.
+    """Each row against the strongest baseline of its bit length: paired t-test on per-query AP.
 
     In an ablation table (variants with parts removed) the reference is the full method instead;
     ``reference`` (a variant of the table) replaces either.
@@ -152,7 +152,7 @@ def significance_table(results: list[RunResult], variants: list[str], bits: list
                "the strongest baseline (highest mean mAP among the baselines in this table)")
     return (f"Paired difference to {against} "
             f"on the same queries: mean per-query AP difference over both directions and all "
-            f"{len(next(iter(runs.values())))} seed(s), Wilcoxon signed-rank p (two-sided), and in how many seeds "
+            f"{len(next(iter(runs.values())))} seed(s), paired t-test p on the mean (two-sided), and in how many seeds "
             f"the method was better. **win** / **loss**: p < {ALPHA} and the sign holds in every seed; "
             "otherwise no difference (docs/tuning.md).\n\n" + "\n".join(lines) + "\n")
 
@@ -193,20 +193,44 @@ def _run_file(out_dir: Path, r: RunResult) -> Path:
     return out_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".npz")
 
 
+_METRICS = "metrics:"  # prefix of the arrays that hold a run's summary metrics (the curves the plots draw)
+
+
 def save_per_query(r: RunResult, out_dir: Path) -> None:
-    """One run's per-query AP (both directions), written as it finishes so --report-only can redo the tests."""
+    """One run's per-query AP (both directions) and, where kept, its summary metrics, written as it
+    finishes so --report-only can redo the tests and redraw the PR / P@K curves."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    arrays = dict(r.per_query_ap)
+    for d, m in r.metrics.items():
+        arrays[_METRICS + d] = np.array(json.dumps(_metrics_fields(m)))
     with atomic_path(_run_file(out_dir, r)) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **r.per_query_ap)
+            np.savez_compressed(f, **arrays)
 
 
 def load_per_query(results: list[RunResult], out_dir: Path) -> None:
-    """Attach the per-query AP saved by :func:`save_per_query` to ``results`` (where a file exists)."""
+    """Attach what :func:`save_per_query` wrote to ``results`` (where a file exists)."""
+    from cmhash.metrics.ranking import RankingMetrics
+
     for r in results:
         if _run_file(out_dir, r).exists():
             with np.load(_run_file(out_dir, r)) as data:
-                r.per_query_ap = {d: data[d] for d in data.files}
+                r.per_query_ap = {d: data[d] for d in data.files if not d.startswith(_METRICS)}
+                r.metrics = {d[len(_METRICS):]: RankingMetrics(**_metrics_values(json.loads(str(data[d]))))
+                             for d in data.files if d.startswith(_METRICS)}
+
+
+def _metrics_fields(m: Any) -> dict[str, Any]:
+    """A RankingMetrics as JSON-ready fields (curves as lists)."""
+    from dataclasses import asdict
+
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in asdict(m).items()}
+
+
+def _metrics_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`_metrics_fields`: integer cut-offs and numpy curves back."""
+    return {k: {int(c): x for c, x in v.items()} if isinstance(v, dict)
+            else np.asarray(v, float) if k.startswith("pr_") else v for k, v in fields.items()}
 
 
 def write_plots(results: list[RunResult], out_dir: Path) -> dict[str, Path]:
@@ -218,6 +242,9 @@ def write_plots(results: list[RunResult], out_dir: Path) -> dict[str, Path]:
     for r in results:
         if r.metrics:
             keyed.setdefault((r.dataset, r.bits), {})[r.variant] = r
+    for key in list(keyed):  # curves of only some rows (e.g. after --update) would read as the whole table
+        if set(keyed[key]) != {r.variant for r in results if (r.dataset, r.bits) == key}:
+            del keyed[key]
     rows = aggregate(results)
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == ds]
@@ -244,7 +271,9 @@ def figure_block(paths: dict[str, Path], dest: Path, doc: Path) -> str:
     """Copy the bench's figures that a page shows into ``dest`` and return Markdown embedding them.
 
     Shown: mAP against code length per dataset, and the PR and P@K curves (both directions) at
-    the middle bit length; links are relative to ``doc``.
+    the middle bit length; links are relative to ``doc``. A report rebuilt from saved runs that
+    cannot redraw the curves (runs saved before they kept them, or only some rows retrained) keeps
+    the curves already in ``dest`` and says so.
     """
     import shutil
 
@@ -254,15 +283,21 @@ def figure_block(paths: dict[str, Path], dest: Path, doc: Path) -> str:
     if bits:
         middle = bits[len(bits) // 2]
         keys += [k for k in pr if f"_{middle}bits_" in k]
-    if not keys:
+    kept = [] if pr else sorted(dest.glob("*_p[rk].png"))
+    if not keys and not kept:
         return ""
     dest.mkdir(parents=True, exist_ok=True)
     lines = []
     for k in keys:
         shutil.copyfile(paths[k], dest / paths[k].name)
-        rel = os.path.relpath(dest / paths[k].name, doc.parent)
-        lines.append(f"![{paths[k].stem.replace('_', ' ')}]({rel})")
-    return "\n\n" + " ".join(lines) + "\n"
+        lines.append(_embed(dest / paths[k].name, doc))
+    note = ("\n\nThe PR and P@K curves below are the ones drawn when every row's first seed was last trained "
+            "together; this report was rebuilt from saved runs that cannot redraw them.\n\n" if kept else "")
+    return "\n\n" + " ".join(lines) + note + " ".join(_embed(f, doc) for f in kept) + "\n"
+
+
+def _embed(figure: Path, doc: Path) -> str:
+    return f"![{figure.stem.replace('_', ' ')}]({os.path.relpath(figure, doc.parent)})"
 
 
 def update_doc_section(path: str | os.PathLike, section: str, content: str, title: str) -> None:

@@ -4,13 +4,15 @@ For one table cell (dataset, bit length) the *strongest baseline* is the baselin
 the highest mean mAP over the runs. Each other row is paired with it query by query: for every
 replicate (data seed, model seed) and both directions, the difference of the two methods' AP on
 the same query (queries with no relevant database item have no AP and are left out). The
-differences of all replicates are pooled and tested with the **Wilcoxon signed-rank test**
-(scipy, two-sided): per-query AP is bounded and skewed, so a test on the median of the paired
-differences without a normality assumption fits; with thousands of pairs it is exact enough
-(normal approximation) and fast, where a paired bootstrap would cost thousands of resamples per
-cell. Pooling treats (replicate, query) pairs as units, which overstates independence across
-seeds, so a win also has to hold in EVERY replicate (mean difference > 0 in each): a
-significant pooled result carried by one lucky seed is not a win.
+differences of all replicates are pooled and tested with a **paired t-test on their mean**
+(scipy ``ttest_1samp`` against 0, two-sided). The table reports mAP, a mean, so the test is on the
+mean too: a test on the median (Wilcoxon signed-rank, used before 2026-12-01) could call a
+difference significant in the direction opposite to the mean's when many queries shift a little
+one way and a few a lot the other. Per-query AP is bounded in [0, 1], so with the hundreds to
+thousands of pairs of a cell the mean's sampling distribution is close to normal (central limit
+theorem) without a normality assumption on AP itself. Pooling treats (replicate, query) pairs as
+units, which overstates independence across seeds, so a win also has to hold in EVERY replicate
+(mean difference > 0 in each): a significant pooled result carried by one lucky seed is not a win.
 
 Verdicts: ``win`` (p < 0.01, mean difference > 0 and > 0 in every replicate), ``loss`` (the
 mirror image), otherwise ``no difference``.
@@ -28,7 +30,7 @@ ALPHA = 0.01
 @dataclass(frozen=True)
 class PairedResult:
     mean_diff: float            # mean of the pooled per-query differences (method - baseline)
-    p_value: float              # Wilcoxon signed-rank, two-sided
+    p_value: float              # paired t-test on the mean difference, two-sided
     pairs: int                  # pooled (replicate, direction, query) pairs
     replicate_diffs: tuple[float, ...]  # mean difference within each replicate
 
@@ -47,7 +49,7 @@ class PairedResult:
 
 def paired_test(method_ap: list[np.ndarray], baseline_ap: list[np.ndarray]) -> PairedResult:
     """Per replicate, the per-query AP of the method and of the baseline on the same queries (NaN = no AP)."""
-    from scipy.stats import wilcoxon
+    from scipy.stats import ttest_1samp
 
     if len(method_ap) != len(baseline_ap) or not method_ap:
         raise ValueError(f"need the same non-zero number of replicates, got {len(method_ap)} and {len(baseline_ap)}")
@@ -61,5 +63,12 @@ def paired_test(method_ap: list[np.ndarray], baseline_ap: list[np.ndarray]) -> P
     pooled = np.concatenate(diffs)
     if not pooled.size:
         raise ValueError("no query has an AP in both runs")
-    p = 1.0 if not np.any(pooled) else float(wilcoxon(pooled, zero_method="wilcox", alternative="two-sided").pvalue)
+    if not np.any(pooled):
+        p = 1.0
+    elif pooled.size < 2:
+        p = 1.0
+    elif np.ptp(pooled) <= 1e-9 * np.abs(pooled).max():  # the same shift on every query (up to rounding): no spread
+        p = 0.0
+    else:
+        p = float(ttest_1samp(pooled, 0.0).pvalue)
     return PairedResult(float(pooled.mean()), p, int(pooled.size), tuple(float(d.mean()) if d.size else 0.0 for d in diffs))

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--report-only", action="store_true",
                    help="no training: rebuild the report from --out/runs.jsonl (e.g. of a stopped bench)")
+    p.add_argument("--update", action="store_true",
+                   help="train only the given methods (or ablation rows) and replace their runs in --out; the "
+                        "other runs there are kept and reported with them (e.g. after one method's profile changed)")
     add_dataset_args(p, many=True)
     add_set_arg(p)
     p.set_defaults(func=run)
@@ -85,16 +88,28 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     partial = out / "runs.jsonl"  # one line per finished run, so an interrupted bench keeps its numbers
 
-    if args.report_only:
-        results = [RunResult(**{k: v for k, v in json.loads(line).items() if k != "mean"})
+    if args.report_only and args.update:
+        raise ConfigError("--report-only trains nothing, --update trains some methods: choose one")
+    if args.report_only or args.update:
+        if not partial.exists():
+            raise ConfigError(f"{partial}: no runs to {'report' if args.report_only else 'update'} (run the bench first)")
+        earlier = [RunResult(**{k: v for k, v in json.loads(line).items() if k != "mean"})
                    for line in partial.read_text().splitlines()]
+    if args.report_only:
+        results = earlier
         load_per_query(results, out / "per_query")
         wall = sum(r.train_seconds for r in results)
         argv = [a for a in sys.argv[1:] if a != "--report-only"]
     else:
+        kept: list[RunResult] = []
+        if args.update:
+            rerun = {v.label for v in variants}
+            kept = [r for r in earlier if r.variant not in rerun]
+            load_per_query(kept, out / "per_query")
         out.mkdir(parents=True, exist_ok=True)
-        partial.write_text("")
-        shutil.rmtree(out / "per_query", ignore_errors=True)
+        partial.write_text("".join(json.dumps(r.row()) + "\n" for r in kept))
+        if not args.update:
+            shutil.rmtree(out / "per_query", ignore_errors=True)
 
         finished: list[RunResult] = []
 
@@ -108,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
 
         results = run_grid(datasets, variants, args.bits, seeds, topk=args.topk, on_result=show, jobs=args.jobs,
                            data_seeds=[seed for _, seed in opened])
+        total += len(kept)
+        if kept:  # the updated rows take the place of the ones they replace
+            order = list(dict.fromkeys(r.variant for r in earlier + results))
+            results = sorted(kept + results, key=lambda r: order.index(r.variant))
         wall = time.perf_counter() - start
         argv = sys.argv[1:]
     meta = bench_meta(argv, wall, args.jobs, threads_per_run(args.jobs))
