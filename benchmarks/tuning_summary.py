@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from cmhash.bench.report import update_doc_section
+from cmhash.config import load_yaml, profile_path
 from cmhash.methods import get_method
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,10 @@ def main() -> None:
         seconds = sum(float(r["seconds"] or 0) for r in csv.DictReader(open(path.parent / "trials.csv")))
         rel = path.parent.relative_to(ROOT)
         best = s.get("best_params", {})
-        off = ", ".join(k.removeprefix("components.") for k, v in best.items() if k.startswith("components.") and v is False)
+        installed = load_yaml(profile_path(path.parent.parent.name, s["method"])).get(s["method"], {}).get("components", {})
+        off = ", ".join(part + (" (on in the installed profile: its header says why)" if installed.get(part) else "")
+                        for part in (k.removeprefix("components.") for k, v in best.items()
+                                     if k.startswith("components.") and v is False))
         lines.append(f"| {path.parent.parent.name} | {s['method']} | {s['bits']} | {t['COMPLETE']} / {t['PRUNED']} / "
                      f"{t['FAIL']} | {s['max_epochs'] if get_method(s['method']).deep else '– (shallow)'} | "
                      f"{seconds:.0f} | "
