@@ -20,7 +20,13 @@ held out 20 % of the training rows as dev queries and fitted on the other 80 %):
 The price: the validation rows that choose the best epoch also give the score, so the score is
 optimistic by a little (smoothed over 3 epochs, it is little). The bias is shared by the arms
 compared and by every tuning trial; arms are compared to each other, seed by seed on identical
-carves (the carve is seeded by the training seed), never read as absolute test figures.
+carves (the carve is seeded by the training seed), never read as absolute test figures. It is
+shared only while the arms keep the same validation: arms that differ in the engine's
+``train.val_fraction``, ``val_database``, ``val_window`` or ``val_every`` would each be scored by
+a different yardstick, so the study refuses them (a study-wide ``--set`` of those keys is fine:
+every arm is then measured alike). Changing the validation itself is the one question this
+protocol cannot score; the former ``wiki_stability.py`` answered it once on its dev carve
+(docs/stability.md), and the recorded lines stay readable here.
 
 Arms: ``--arm NAME`` (method defaults) or ``--arm NAME:BASE,key=value,...`` where BASE
 (optional, first) is ``tuned`` (the shipped tuned profile of each method for the dataset's
@@ -73,6 +79,7 @@ PROTOCOLS = {  # (summary heading, score column) by the protocol a line was scor
                    "wiki_stability.py", "dev mAP"),
 }
 PROFILES = ("default", "tuned")
+YARDSTICK = ("val_fraction", "val_database", "val_window", "val_every")  # engine keys that define the score
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,19 @@ class Arm:
         return base + common + self.pairs
 
 
+def same_yardstick(configs: dict[str, dict[str, dict[str, Any]]], defaults: dict[str, dict[str, Any]]) -> None:
+    """Refuse arms that differ in the engine's validation settings: their scores would not compare."""
+    for method, default in defaults.items():
+        if "train" not in default:  # shallow: scored on the engine's default carve whatever the arm
+            continue
+        for key in YARDSTICK:
+            values = {arm: config[method].get("train", {}).get(key, default["train"][key])
+                      for arm, config in configs.items()}
+            if len(set(map(repr, values.values()))) > 1:
+                raise ConfigError(f"{method}: arms differ in train.{key} ({values}); it changes the validation that "
+                                  "scores them, so they cannot be compared (set it for all arms with --set)")
+
+
 def run(args: argparse.Namespace) -> None:
     arms = [Arm.parse(a) for a in args.arm] or [Arm("base", None, [])]
     if len({a.name for a in arms}) < len(arms):
@@ -109,6 +129,7 @@ def run(args: argparse.Namespace) -> None:
     defaults = {m: method_defaults(m, get_method(m).deep) for m in args.methods}
     family, common = dataset_family(args.dataset), parse_set(args.set)
     configs = {a.name: route(a.overrides(args.methods, family, common), defaults) for a in arms}  # bad keys fail here
+    same_yardstick(configs, defaults)
     train = tuning_split(open_dataset(args.dataset, seed=args.data_seed))  # nothing else of the dataset is used
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for method in args.methods:
@@ -187,7 +208,10 @@ def main() -> None:
         return
     if not a.methods:
         p.error("--methods is required (unless --summary)")
-    run(a)
+    try:
+        run(a)
+    except ConfigError as exc:
+        p.error(str(exc))
     summarise(a.out)
 
 
