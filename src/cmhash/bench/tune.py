@@ -79,33 +79,44 @@ def run_trial(spec: TuneSpec, train: CrossModalDataset, trial: Any) -> float:
     """Fit one configuration on ``train`` and return its validation mAP (pruned deep trials raise)."""
     import optuna
 
+    params = {key: p.suggest(trial) for key, p in spec.space().items()}
+    config = merge(spec.fixed_overrides(), nest(params), where=spec.method, strict=False)
+
+    def listen(epoch: int, score: float) -> None:
+        trial.report(score, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"validation mAP {score:.4f} at epoch {epoch + 1}")
+
+    return score_config(spec.method, spec.bits, spec.seed, config, train, on_validation=listen)[0]
+
+
+def score_config(method: str, bits: int, seed: int, config: dict[str, Any], train: CrossModalDataset,
+                 on_validation: Callable[[int, float], None] | None = None) -> tuple[float, Any]:
+    """Fit ``method`` with ``config`` (nested overrides) on ``train``; return (validation mAP, the
+    fitted model). The score of a tuning trial, and of an arm in ``benchmarks/validation_study.py``.
+
+    Deep: the engine's best smoothed validation mAP (``on_validation`` hears each epoch's).
+    Shallow: fitted on the same carve's training part, scored on its validation part.
+    """
     from cmhash.methods import get_method
     from cmhash.train.engine import carve_validation, validation_database
 
-    cls = get_method(spec.method)
-    params = {key: p.suggest(trial) for key, p in spec.space().items()}
-    config = merge(spec.fixed_overrides(), nest(params), where=spec.method, strict=False)
+    cls = get_method(method)
     if cls.deep:
-        config = merge(config, {"train": {"progress": False}}, where=spec.method, strict=False)
-        model = cls(bits=spec.bits, seed=spec.seed, **config)
+        config = merge(config, {"train": {"progress": False}}, where=method, strict=False)
+        model = cls(bits=bits, seed=seed, **config)
         if float(model.config["train"]["val_fraction"]) <= 0:
             raise ConfigError("tuning needs train.val_fraction > 0 (the validation split is what it scores)")
-
-        def listen(epoch: int, score: float) -> None:
-            trial.report(score, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"validation mAP {score:.4f} at epoch {epoch + 1}")
-
-        model.on_validation = listen
+        model.on_validation = on_validation
         model.fit(train)
         # The engine keeps the weights of the best smoothed score, so that is what a trial is worth.
         scores = [h["val_map_smooth"] for h in model.history if "val_map_smooth" in h]
-        return float(max(scores))
-    model = cls(bits=spec.bits, seed=spec.seed, **config)
+        return float(max(scores)), model
+    model = cls(bits=bits, seed=seed, **config)
     defaults = engine_defaults()  # the same carve, and the same ranking, the engine makes for deep methods
-    fit_part, val = carve_validation(train, float(defaults["val_fraction"]), spec.seed)
+    fit_part, val = carve_validation(train, float(defaults["val_fraction"]), seed)
     model.fit(fit_part)
-    return validation_map(model, val, validation_database(fit_part, int(defaults["val_database"]), spec.seed))
+    return validation_map(model, val, validation_database(fit_part, int(defaults["val_database"]), seed)), model
 
 
 def _storage(out: Path) -> Any:
