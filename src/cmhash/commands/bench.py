@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         earlier = [RunResult(**{k: v for k, v in json.loads(line).items() if k != "mean"})
                    for line in partial.read_text().splitlines()]
     if args.report_only:
-        results = earlier
+        # runs.jsonl is in finishing order (parallel jobs): the tables follow the plan's row order
+        order = {v.label: i for i, v in enumerate(variants)}
+        results = sorted(earlier, key=lambda r: (order.get(r.variant, len(order)), r.bits, r.data_seed, r.seed))
         load_per_query(results, out / "per_query")
         wall = sum(r.train_seconds for r in results)
         argv = [a for a in sys.argv[1:] if a != "--report-only"]
