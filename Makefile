@@ -39,6 +39,9 @@ ablate_wiki = $(BENCH) --dataset wiki --bits 32 --seeds 3 --ablate $(1) --out ru
 ablate_generic = $(BENCH) --dataset wiki --bits 32 --seeds 3 --ablate $(1) --out runs/ablate-wiki-generic-$(1) \
   --docs docs/ablations.md --docs-section ablation-wiki-generic-$(1) --docs-title "\#\# $(1) on Wiki: the generic terms" \
   --method-docs
+# A method's named parts on the synthetic preset built to exercise them (synthetic tuned profile, data seeds 1-3).
+ablate_preset = $(BENCH) --dataset synthetic:preset=$(1) --bits 32 $(HELD_OUT) --ablate $(2) --out runs/ablate-$(1)-$(2) \
+  --docs docs/ablations.md --docs-section ablation-$(1)-$(2) --docs-title "\#\# $(2) on the $(1) preset" --method-docs
 bench-docs: $(STAMP)
 	$(BENCH) --dataset wiki --methods baselines --bits 16 32 64 --seeds 1 --out runs/wiki-baselines \
 	  --docs docs/benchmarks.md --docs-section wiki-baselines --docs-title "## Baselines on Wiki, timed (1 seed)"
@@ -53,15 +56,25 @@ bench-docs: $(STAMP)
 	$(call ablate_wiki,sdeh) --set sdeh.components.semantic_decomposition=true
 	$(call ablate_wiki,ddss) --set ddss.components.private_elimination=true \
 	  --parts graph_branch attention_branch private_elimination private_separation inter_contrastive
-	$(call ablate_wiki,cdhtk) --set cdhtk.components.knowledge_network=true \
-	  --parts knowledge_network knowledge_transfer fused_code differential
+	$(call ablate_wiki,cdhtk) --parts knowledge_network knowledge_transfer fused_code differential
 	$(call ablate_wiki,fjsph) --parts refinement sample_similarity cluster_similarity contrastive
 	$(call ablate_wiki,dhsl) --parts relation_inter relation_intra feature_selector
 	$(call ablate_generic,ddss) --set ddss.components.private_elimination=true \
 	  --parts intra_contrastive instance_hash semantic_hash quantization
-	$(call ablate_generic,cdhtk) --set cdhtk.components.knowledge_network=true --parts label_prediction triplet_quantization
+	$(call ablate_generic,cdhtk) --parts label_prediction triplet_quantization
 	$(call ablate_generic,dhsl) --parts triplet quantization
 	$(call ablate_generic,fjsph) --parts quantization
+	$(call ablate_preset,noisy,cdhtk) --set cdhtk.components.knowledge_network=true --set cdhtk.components.fused_code=true \
+	  --parts knowledge_network fused_code knowledge_transfer differential
+	$(call ablate_preset,noisy,fjsph) --parts refinement sample_similarity cluster_similarity contrastive
+	$(call ablate_preset,noisy,dhsl) --parts relation_inter relation_intra feature_selector
+	$(call ablate_preset,private,ddss) --set ddss.components.private_elimination=true \
+	  --parts private_elimination private_separation graph_branch attention_branch
+	$(call ablate_preset,noisy,sdeh) --set sdeh.components.semantic_decomposition=true \
+	  --set sdeh.components.label_teacher=true --parts semantic_decomposition label_teacher multilevel_similarity slot_alignment
+	for preset in coco nuswide; do $(BENCH) --dataset synthetic:preset=$$preset --methods founding dcmh alech --bits 32 \
+	  $(HELD_OUT) --out runs/suite-$$preset --docs docs/benchmarks.md --docs-section suite-$$preset \
+	  --docs-title "## The synthetic suite at 32 bits: the $$preset preset (held-out data seeds 1-3)" --method-docs; done
 
 # CCA-ITQ and DCMH-style on the five synthetic presets (docs/benchmarks-presets.md).
 bench-presets: $(STAMP)
