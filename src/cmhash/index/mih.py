@@ -14,12 +14,15 @@ the first step ``t`` at which at least ``k`` verified items lie within ``t``: no
 closer, and every item at a distance ``<= t`` has been seen, so ties are complete too and the order
 (distance, then position = insertion order) is the flat scan's order.
 
-Layout: table ``j`` is a CSR over the first (at most 24) bits of substring ``j`` (``offsets``), and
-holds, in that bucket order, a copy of every item's full code and its position. Verifying a probed
-bucket is then a sequential read (learned codes cluster, so a probe meets thousands of far items per
-item it keeps: reading their codes by position was one cache miss each, and 90% of the time); the
-position (for the answer and the tombstone check) is read only for items within the current bound.
-Codes by position are kept only for the delta; export and rebuilds scatter table 0 back.
+Layout: table ``j`` is a CSR over the first bits of substring ``j`` (``offsets``; about log2 N bits, so
+the offsets cost a few bytes per item, at most 24, leaving at most 8 low bits whose runs are indexed in big
+buckets), and holds, in that bucket order, every item's position and, within COPY_BYTES per item, a copy
+of its full code: all tables at 64 bits, table 0 only at 128 bits, whose other tables hold rows of table 0
+instead of positions (6 copies of 16-byte codes were 200 B/item at 1M; now 78). Verifying a bucket of a
+table with a copy is a sequential read (learned codes cluster, so a probe meets thousands of far items per
+item it keeps: reading their codes by position was one cache miss each, and 90% of the time); the position
+(for the answer and the tombstone check) is read only for items within the current bound. Codes by
+position are kept only for the delta; export and rebuilds scatter table 0 back.
 
 Each item is accepted once: only at the first step that can reach it, ``min_j(d_j * m + j)``,
 computed from its full code (after its full distance, which already rules out most candidates once
@@ -31,8 +34,16 @@ tombstone (skipped by search); the storage is compacted when a large share is de
 
 Compiled with numba (``nogil``; queries are split over Python threads): FAISS has no exact MIH
 top-k (``IndexBinaryMultiHash.search`` only looks inside the probed buckets), and the probe loop is
-branchy per-item work that numpy cannot vectorise. A query whose probing would cost more than a scan
-falls back to an exact two-pass scan (histogram of distances with a shrinking bound, then collect).
+branchy per-item work that numpy cannot vectorise.
+
+Scan or probe: on codes without structure (uniform random) the k-th neighbour is far, and probing out to
+it costs more than a scan. A range search knows its radius, so it compares the expected work of its steps
+with a scan's before probing. A top-k search, once it has spent 1/WATCH of a scan, predicts at the end of
+every round of m steps where it will stop (the k-th distance, from the items verified so far, each counted
+by the inverse of the chance that an item at its distance has been reached yet) and scans if the rest of
+the probing is expected to cost more than PLAN_MARGIN scans; whatever the prediction, it scans once
+probing has cost a scan. The scan is one pass over table 0 and the delta (distances a block at a time,
+vectorised; every item within the shrinking bound kept, so ties at the cut-off are complete).
 """
 
 from __future__ import annotations
@@ -262,6 +273,7 @@ def _scan_pass(q, k, codes, positions, base, alive, hist, bound, buf, nbuf):
         qrep[x] = q[0, x % width]
     counts = np.empty(SCAN_BLOCK * width, np.int64)
     dist = np.empty(SCAN_BLOCK, np.int64)
+    within = hist[: bound + 1].sum()  # items within the bound so far
     for lo in range(0, len(codes), SCAN_BLOCK):
         if _block_distances(codes, words, lo, q, qrep, counts, dist) > bound:
             continue
@@ -273,8 +285,11 @@ def _scan_pass(q, k, codes, positions, base, alive, hist, bound, buf, nbuf):
             if not alive[p]:
                 continue
             hist[d] += 1
+            within += 1
             if k > 0:
-                bound = min(bound, _kth_bound(hist, k))
+                while within - hist[bound] >= k:  # the k-th distance moved below the bound
+                    within -= hist[bound]
+                    bound -= 1
                 if nbuf == len(buf):  # drop what can no longer make the top k before growing
                     nbuf = _drop_beyond(buf, nbuf, bound)
             buf, nbuf = _push(buf, nbuf, (d << 32) | p)
