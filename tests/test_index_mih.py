@@ -147,6 +147,7 @@ def test_memory_rules():
     """Code copies within COPY_BYTES per item (all tables at 64 bits, table 0 only at 128); offsets within
     OFFSETS_PER_ITEM uint32 per item; at most MAX_LOW bits beyond a prefix."""
     assert mih.copy_count(64, 3) == 3 and mih.copy_count(64, 5) == 3 and mih.copy_count(128, 6) == 1
+    assert mih.row_work(1_000_000, 128) == mih.ROW_COST[0] < mih.row_work(10_000_000, 128) == mih.ROW_COST[1]
     sizes = mih.layout(128, 6)[1]
     assert mih.prefix_bits(sizes, 1_000_000).tolist() == [20] * 6
     assert mih.prefix_bits(mih.layout(64, 3)[1], 1_000_000).tolist() == [21, 21, 21]

@@ -63,7 +63,8 @@ OFFSETS_PER_ITEM = 8  # offsets of all tables together: at most this many uint32
 MAX_LOW = 8  # substring bits beyond the prefix (a big bucket's run index has 2^MAX_LOW + 1 entries)
 COPY_BYTES = 24  # code copies in bucket order per item: all tables at 64 bits (3 x 8 B), table 0 only at 128
 PROBE_COST = 16  # one bucket probe (a random read of offsets) costs about this many sequential code reads
-ROW_COST = 4.0  # an entry of a table without a code copy (a random read of table 0) costs this many
+ROW_COST = 4.0, 48.0  # an entry read through a row number (a random read of table 0) costs this many: codes
+CACHE_BYTES = 32 << 20  # of table 0 within this size (cache hits; 1M 128-bit codes: 16 MB), beyond it (misses)
 SCAN_COST = 0.5  # an item of a scan (block-wise distances, no branch per item) costs this many
 PLAN_MARGIN = 2.0  # ... and scans if the predicted rest of the probing costs more than this many scans
 WATCH = 64  # a top-k search first asks whether a scan would be cheaper once it has spent 1/WATCH of a scan
@@ -96,6 +97,12 @@ def prefix_bits(sizes: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.minimum(sizes, PREFIX_BITS), np.maximum(sizes - MAX_LOW, fit)).astype(np.int64)
 
 
+def row_work(n: int, bits: int) -> float:
+    """The cost of reading an entry of a table without a code copy: a random read of table 0, a cache hit
+    or a miss (~100 ns, against ~2 ns per entry read in sequence) depending on its size."""
+    return ROW_COST[0] if n * 8 * -(-bits // 64) <= CACHE_BYTES else ROW_COST[1]
+
+
 def planned_work(n: int, bits: int, sizes: np.ndarray, prefix: np.ndarray, copies: int) -> np.ndarray:
     """Expected work of search steps 0..t (cumulative, for t up to the last step bits + m) if the N codes
     were spread evenly over the buckets: each probe of a prefix at distance h reads N / 2^prefix entries."""
@@ -103,7 +110,7 @@ def planned_work(n: int, bits: int, sizes: np.ndarray, prefix: np.ndarray, copie
     step = np.zeros(bits + m + 1)
     for t in range(bits + m + 1):
         j, rho = t % m, t // m
-        low, entry = int(sizes[j] - prefix[j]), 1.0 if j < copies else ROW_COST
+        low, entry = int(sizes[j] - prefix[j]), 1.0 if j < copies else row_work(n, bits)
         for h in range(max(0, rho - low), min(rho, int(prefix[j])) + 1):
             step[t] += comb(int(prefix[j]), h) * (PROBE_COST + entry * n / 2.0 ** int(prefix[j]))
     return np.cumsum(step)
@@ -375,7 +382,7 @@ def _predicted_last_step(hist, k, bound, t, sizes, cbin, bits):
 
 @njit(cache=True, nogil=True)
 def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main,
-                scan_work, planned, cbin, bits, starts, sizes, prefix, binom, stats):
+                scan_work, row_cost, planned, cbin, bits, starts, sizes, prefix, binom, stats):
     """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``;
     ``stats`` receives the counters named in ``STATS``.
 
@@ -421,7 +428,7 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
         if rho > sizes[j]:
             continue
         copy = j < len(codes)  # entries hold the code (sequential reads) or its row in table 0 (random reads)
-        table, where, entry_work = (codes[j], positions[j], 1.0) if copy else (codes0, positions[j], ROW_COST)
+        table, where, entry_work = (codes[j], positions[j], 1.0) if copy else (codes0, positions[j], row_cost)
         base, head_bits, low = obase[j], prefix[j], sizes[j] - prefix[j]
         qhead, qlow = np.int64(qkeys[j] >> np.uint64(low)), np.int64(qkeys[j]) & ((np.int64(1) << low) - 1)
         # substring distance exactly rho, split between the prefix (rho_head) and the low bits (rho_low)
@@ -478,10 +485,11 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
 
 @njit(cache=True, nogil=True)
 def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main,
-               scan_work, planned, cbin, bits, starts, sizes, prefix, binom, out_d, out_p, stats):
+               scan_work, row_cost, planned, cbin, bits, starts, sizes, prefix, binom, out_d, out_p, stats):
     for i in range(lo, hi):
         keys = _search_one(qs[i: i + 1], k, -1, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive,
-                           n_main, scan_work, planned, cbin, bits, starts, sizes, prefix, binom, stats[i])
+                           n_main, scan_work, row_cost, planned, cbin, bits, starts, sizes, prefix, binom,
+                           stats[i])
         for c in range(k):
             out_d[i, c] = keys[c] >> 32
             out_p[i, c] = keys[c] & 0xFFFFFFFF
@@ -635,8 +643,8 @@ class MultiIndex:
     def _args(self) -> tuple:
         return (self._codes, self._positions, self._offsets, self._obase[:-1], self._big_bucket, self._big, self._runs,
                 self._delta[: self._n - self._n_main],
-                self._alive, self._n_main, self.ntotal * SCAN_COST, self._planned, self._cbin,
-                self.bits, self._starts, self._sizes, self._prefix, self._binom)
+                self._alive, self._n_main, self.ntotal * SCAN_COST, row_work(self._n_main, self.bits), self._planned,
+                self._cbin, self.bits, self._starts, self._sizes, self._prefix, self._binom)
 
     def search(self, queries: np.ndarray, k: int, stats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k (k <= ntotal): distances (Q, k) int32 and positions (Q, k) int64.
