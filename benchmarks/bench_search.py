@@ -173,11 +173,14 @@ def bench_scale(args: argparse.Namespace, write) -> list[str]:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *builds,
             "",
-            "Held: the index's arrays (per table a copy of every code as uint64 words and one uint32 position per "
-            "item, the tables' uint32 offsets (2^min(24, substring bits) + 1 per table: a fixed cost that is large "
-            "per item at 1M), the run index of buckets over 2,048 entries, the int64 ids, the uint32 id order, "
-            "one alive byte). RSS growth: /proc/self/statm around the build (malloc_trim first), which also counts "
-            "allocator slack. Target: <= 2.5x raw at 100M x 64 bits.",
+            "Held: the index's arrays (table 0 holds every code as uint64 words in its bucket order with a uint32 "
+            "position; further tables hold a code copy too while the copies stay within 24 B/item (all tables at 64 "
+            "bits, none beyond table 0 at 128 bits) and otherwise a uint32 row of table 0; each table's uint32 offsets "
+            "(2^prefix + 1, the prefix about log2 N bits: at most 8 uint32 per item for all tables together, and at "
+            "most 2^24 entries per table, a fixed cost that is large per item only below ~10M with 32-bit substrings), "
+            "the run index of buckets over 2,048 entries, the int64 ids, the uint32 id order, one alive byte). "
+            "RSS growth: /proc/self/statm around the build (malloc_trim first), which also counts allocator slack. "
+            "Target: <= 2.5x raw at 100M x 64 bits.",
             "",
             f"Learned codes: `{args.method}` (seed {args.seed}) trained on `make_synthetic(n={args.base + args.queries:,}, "
             "image_dim=128, text_dim=128, n_train=10,000)`; the database is the "
@@ -216,9 +219,11 @@ candidates. For uniform codes the k-NN radius r itself grows with N (the k-th ne
 C(b/m, r/m) ~ N^{H(r/b)} (H: binary entropy): sub-linear, but with an exponent close to 1 when r/b
 approaches 0.2-0.3, as it does for uniform 64-bit codes at these N. The paper's own 64-bit results
 are on codes of real data (SIFT/GIST via LSH or MLH), where near neighbours are much closer than in
-uniform codes; learned codes, which cluster by content, are that case. When probing would cost
-more than a scan, our MIH switches to an exact two-pass scan, so uniform codes cost about a scan
-(the two-pass scan is simpler than FAISS's, hence the factor below 1 there).
+uniform codes; learned codes, which cluster by content, are that case. Our MIH therefore decides
+per query whether to keep probing or to scan: early in the search it predicts the k-th distance
+from what it has verified so far and compares the expected rest of the probing with a scan (see
+`cmhash.index.mih`); uniform codes at these N mostly end in a scan, which is one vectorised pass
+over table 0's codes, so on them MIH costs about what FAISS's flat scan costs.
 """
 
 

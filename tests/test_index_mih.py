@@ -116,3 +116,46 @@ def test_big_buckets_are_read_run_by_run(monkeypatch):
     index.remove_ids(gone)
     keep = ~np.isin(ids, gone)
     assert_matches_brute_force(index, db[keep], ids[keep], queries, ks=(1, 100))
+
+
+@pytest.mark.parametrize("decision", ["scan", "probe"])
+def test_scan_decision_either_way_gives_the_same_answer(decision):
+    """The planner's choice (scan or keep probing) changes the cost only: force it each way (the planned work
+    of the steps made enormous, or zero) on uniform and clustered codes with a delta and tombstones."""
+    rng = np.random.default_rng(11)
+    db = np.concatenate([uniform(rng, 3000, 64), clustered(rng, 3000, 64)])
+    ids = rng.permutation(10**5)[:6000].astype(np.int64)
+    queries = np.concatenate([uniform(rng, 10, 64), clustered(rng, 10, 64)])
+    index = HashIndex(64, "mih")
+    index.add_with_ids(db[:5500], ids[:5500])
+    index.add_with_ids(db[5500:], ids[5500:])  # the delta
+    gone = ids[::11]
+    index.remove_ids(gone)  # tombstones, no compaction
+    backend = index._backend.mih
+    assert backend._dead == len(gone) and backend._n_main == 5500
+    planned = backend._planned
+    backend._planned = np.arange(len(planned)) * 1e15 if decision == "scan" else np.zeros_like(planned)
+    stats = np.empty((len(queries), len(mih.STATS)), np.int64)
+    backend.search(queries, 100, stats)
+    chosen = stats[:, mih.STATS.index("scanned")]
+    assert ((chosen == mih.SCANNED.index("predicted")).sum() >= 10) == (decision == "scan")
+    keep = ~np.isin(ids, gone)
+    assert_matches_brute_force(index, db[keep], ids[keep], queries)
+
+
+def test_memory_rules():
+    """Code copies within COPY_BYTES per item (all tables at 64 bits, table 0 only at 128); offsets within
+    OFFSETS_PER_ITEM uint32 per item; at most MAX_LOW bits beyond a prefix."""
+    assert mih.copy_count(64, 3) == 3 and mih.copy_count(64, 5) == 3 and mih.copy_count(128, 6) == 1
+    assert mih.row_work(1_000_000, 128) == mih.ROW_COST[0] < mih.row_work(10_000_000, 128) == mih.ROW_COST[1]
+    sizes = mih.layout(128, 6)[1]
+    assert mih.prefix_bits(sizes, 1_000_000).tolist() == [20] * 6
+    assert mih.prefix_bits(mih.layout(64, 3)[1], 1_000_000).tolist() == [21, 21, 21]
+    assert mih.prefix_bits(mih.layout(64, 2)[1], 100_000_000).tolist() == [24, 24]
+    assert mih.prefix_bits(mih.layout(64, 2)[1], 1000).tolist() == [24, 24]  # 32-bit substrings: 8 bits beyond
+    rng = np.random.default_rng(3)
+    index = mih.MultiIndex(128)
+    index.add(uniform(rng, 20_000, 128), np.arange(20_000))
+    assert index.tables == 9 and len(index._codes) == 1  # one code copy, 9 tables of row numbers
+    # code + id + id order + alive, 4 bytes a table per item, offsets
+    assert index.nbytes() / 20_000 < 16 + 8 + 4 + 1 + 9 * 4 + 4 * mih.OFFSETS_PER_ITEM + 1

@@ -14,12 +14,15 @@ the first step ``t`` at which at least ``k`` verified items lie within ``t``: no
 closer, and every item at a distance ``<= t`` has been seen, so ties are complete too and the order
 (distance, then position = insertion order) is the flat scan's order.
 
-Layout: table ``j`` is a CSR over the first (at most 24) bits of substring ``j`` (``offsets``), and
-holds, in that bucket order, a copy of every item's full code and its position. Verifying a probed
-bucket is then a sequential read (learned codes cluster, so a probe meets thousands of far items per
-item it keeps: reading their codes by position was one cache miss each, and 90% of the time); the
-position (for the answer and the tombstone check) is read only for items within the current bound.
-Codes by position are kept only for the delta; export and rebuilds scatter table 0 back.
+Layout: table ``j`` is a CSR over the first bits of substring ``j`` (``offsets``; about log2 N bits, so
+the offsets cost a few bytes per item, at most 24, leaving at most 8 low bits whose runs are indexed in big
+buckets), and holds, in that bucket order, every item's position and, within COPY_BYTES per item, a copy
+of its full code: all tables at 64 bits, table 0 only at 128 bits, whose other tables hold rows of table 0
+instead of positions (6 copies of 16-byte codes were 200 B/item at 1M; now 78). Verifying a bucket of a
+table with a copy is a sequential read (learned codes cluster, so a probe meets thousands of far items per
+item it keeps: reading their codes by position was one cache miss each, and 90% of the time); the position
+(for the answer and the tombstone check) is read only for items within the current bound. Codes by
+position are kept only for the delta; export and rebuilds scatter table 0 back.
 
 Each item is accepted once: only at the first step that can reach it, ``min_j(d_j * m + j)``,
 computed from its full code (after its full distance, which already rules out most candidates once
@@ -31,8 +34,16 @@ tombstone (skipped by search); the storage is compacted when a large share is de
 
 Compiled with numba (``nogil``; queries are split over Python threads): FAISS has no exact MIH
 top-k (``IndexBinaryMultiHash.search`` only looks inside the probed buckets), and the probe loop is
-branchy per-item work that numpy cannot vectorise. A query whose probing would cost more than a scan
-falls back to an exact two-pass scan (histogram of distances with a shrinking bound, then collect).
+branchy per-item work that numpy cannot vectorise.
+
+Scan or probe: on codes without structure (uniform random) the k-th neighbour is far, and probing out to
+it costs more than a scan. A range search knows its radius, so it compares the expected work of its steps
+with a scan's before probing. A top-k search, once it has spent 1/WATCH of a scan, predicts at the end of
+every round of m steps where it will stop (the k-th distance, from the items verified so far, each counted
+by the inverse of the chance that an item at its distance has been reached yet) and scans if the rest of
+the probing is expected to cost more than PLAN_MARGIN scans; whatever the prediction, it scans once
+probing has cost a scan. The scan is one pass over table 0 and the delta (distances a block at a time,
+vectorised; every item within the shrinking bound kept, so ties at the cut-off are complete).
 """
 
 from __future__ import annotations
@@ -47,19 +58,62 @@ from numba import njit
 from cmhash.popcount import popcount as _popcount
 
 MAX_SUBSTRING_BITS = 32  # substrings are uint32 keys
-PREFIX_BITS = 24  # tables address a substring's first 24 bits directly (2^24 uint32 offsets: 64 MB)
+PREFIX_BITS = 24  # tables address at most a substring's first 24 bits directly (2^24 uint32 offsets: 64 MB)
+OFFSETS_PER_ITEM = 8  # offsets of all tables together: at most this many uint32 per item (beyond the bounds below)
+MAX_LOW = 8  # substring bits beyond the prefix (a big bucket's run index has 2^MAX_LOW + 1 entries)
+COPY_BYTES = 24  # code copies in bucket order per item: all tables at 64 bits (3 x 8 B), table 0 only at 128
 PROBE_COST = 16  # one bucket probe (a random read of offsets) costs about this many sequential code reads
+ROW_COST = 4.0, 48.0  # an entry read through a row number (a random read of table 0) costs this many: codes
+CACHE_BYTES = 32 << 20  # of table 0 within this size (cache hits; 1M 128-bit codes: 16 MB), beyond it (misses)
+SCAN_COST = 0.5  # an item of a scan (block-wise distances, no branch per item) costs this many
+PLAN_MARGIN = 2.0  # ... and scans if the predicted rest of the probing costs more than this many scans
+WATCH = 64  # a top-k search first asks whether a scan would be cheaper once it has spent 1/WATCH of a scan
+SCAN_BLOCK = 256  # scan distances computed this many at a time
 BIG_BUCKET = 2048  # a bucket with more entries gets its runs indexed (<= 257 uint32 per 2,048 items: 0.5 B/item)
 DELTA_MIN, DELTA_MAX, DELTA_SHARE = 1024, 1 << 18, 16  # merge the delta past clamp(n_main / SHARE)
 DEAD_SHARE = 8  # compact when more than n / DEAD_SHARE positions are tombstones
 NO_POSITION = -1
 STATS = ("probes", "met", "near", "accepted", "scanned", "steps")  # per-query counters, see search()
+SCANNED = ("probed", "probing cost a scan", "predicted", "range planned")  # the values of "scanned"
 
 
 def table_count(bits: int, n: int) -> int:
     """The paper's m = bits / log2(N), rounded, with substrings of at most 32 bits."""
     m = round(bits / max(log2(max(n, 2)), 1.0))
     return int(min(bits, max(m, ceil(bits / MAX_SUBSTRING_BITS), 1)))
+
+
+def copy_count(bits: int, m: int) -> int:
+    """How many tables keep a copy of the codes in bucket order: within COPY_BYTES per item, at least one
+    (table 0 is where the codes live)."""
+    return max(1, min(m, COPY_BYTES // (8 * -(-bits // 64))))
+
+
+def prefix_bits(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Bits of each substring addressed by its offsets: as many as keep all tables' offsets within
+    OFFSETS_PER_ITEM uint32 per item (at 1M: 21 bits with 3 tables, 20 with 6), at most PREFIX_BITS, and
+    leaving at most MAX_LOW bits beyond."""
+    fit = int(log2(max(OFFSETS_PER_ITEM * max(n, 2) / len(sizes), 2)))
+    return np.minimum(np.minimum(sizes, PREFIX_BITS), np.maximum(sizes - MAX_LOW, fit)).astype(np.int64)
+
+
+def row_work(n: int, bits: int) -> float:
+    """The cost of reading an entry of a table without a code copy: a random read of table 0, a cache hit
+    or a miss (~100 ns, against ~2 ns per entry read in sequence) depending on its size."""
+    return ROW_COST[0] if n * 8 * -(-bits // 64) <= CACHE_BYTES else ROW_COST[1]
+
+
+def planned_work(n: int, bits: int, sizes: np.ndarray, prefix: np.ndarray, copies: int) -> np.ndarray:
+    """Expected work of search steps 0..t (cumulative, for t up to the last step bits + m) if the N codes
+    were spread evenly over the buckets: each probe of a prefix at distance h reads N / 2^prefix entries."""
+    m = len(sizes)
+    step = np.zeros(bits + m + 1)
+    for t in range(bits + m + 1):
+        j, rho = t % m, t // m
+        low, entry = int(sizes[j] - prefix[j]), 1.0 if j < copies else row_work(n, bits)
+        for h in range(max(0, rho - low), min(rho, int(prefix[j])) + 1):
+            step[t] += comb(int(prefix[j]), h) * (PROBE_COST + entry * n / 2.0 ** int(prefix[j]))
+    return np.cumsum(step)
 
 
 def layout(bits: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +175,9 @@ def _position(positions, base, i):
 
 @njit(cache=True, nogil=True)
 def build_tables(words, n, starts, sizes, prefix, obase, offsets, codes, positions):
-    """Per table, the ``positions`` and full ``codes`` sorted by substring (then position): an LSD radix
-    sort, by the low bits beyond the prefix, then by the prefix, whose counts are the CSR ``offsets``."""
+    """Per table, the ``positions`` sorted by substring (then position): an LSD radix sort, by the low bits
+    beyond the prefix, then by the prefix, whose counts are the CSR ``offsets``. The first ``len(codes)`` tables
+    also get the full codes in that order; the others hold, instead of positions, rows of table 0."""
     order = np.empty(n if (sizes > prefix).any() else 0, np.uint32)
     for j in range(len(starts)):
         base, low = obase[j], sizes[j] - prefix[j]
@@ -146,9 +201,17 @@ def build_tables(words, n, starts, sizes, prefix, obase, offsets, codes, positio
             p = np.int64(order[i]) if low else i
             head = np.int64(_substring(words, p, starts[j], sizes[j]) >> np.uint64(low))
             positions[j, fill[head]] = p
-            for w in range(words.shape[1]):
-                codes[j, fill[head], w] = words[p, w]
+            if j < len(codes):
+                for w in range(words.shape[1]):
+                    codes[j, fill[head], w] = words[p, w]
             fill[head] += 1
+    if len(starts) > len(codes):
+        row = np.empty(n, np.uint32)  # position -> row of table 0
+        for i in range(n):
+            row[positions[0, i]] = i
+        for j in range(len(codes), len(starts)):
+            for i in range(n):
+                positions[j, i] = row[positions[j, i]]
 
 
 @njit(inline="always")
@@ -172,43 +235,100 @@ def _kth_bound(hist, k):
     return len(hist)
 
 
+@njit(inline="always")
+def _block_distances(codes, words, lo, q, qrep, counts, dist):
+    """Distances of rows ``lo .. lo + SCAN_BLOCK`` (``words``: the codes as one flat array) into ``dist``;
+    returns the smallest. Full blocks of one- and two-word codes run fixed-length loops (popcounts of all the
+    block's words, then per-row sums): loops the compiler vectorises."""
+    nearest = np.int64(1) << 62
+    width = codes.shape[1]
+    if lo + SCAN_BLOCK > len(codes):  # the last, short block
+        for i in range(len(codes) - lo):
+            dist[i] = _distance(codes, lo + i, q)
+            nearest = min(nearest, dist[i])
+        return nearest
+    if width == 1:
+        block, q0 = words[lo: lo + SCAN_BLOCK], qrep[0]
+        for i in range(SCAN_BLOCK):
+            d = np.int64(_popcount(block[i] ^ q0))
+            dist[i] = d
+            nearest = min(nearest, d)
+    elif width == 2:
+        block = words[2 * lo: 2 * (lo + SCAN_BLOCK)]
+        for x in range(2 * SCAN_BLOCK):
+            counts[x] = np.int64(_popcount(block[x] ^ qrep[x]))
+        for i in range(SCAN_BLOCK):
+            d = counts[2 * i] + counts[2 * i + 1]
+            dist[i] = d
+            nearest = min(nearest, d)
+    else:
+        for i in range(SCAN_BLOCK):
+            dist[i] = _distance(codes, lo + i, q)
+            nearest = min(nearest, dist[i])
+    return nearest
+
+
 @njit(cache=True, nogil=True)
-def _count_pass(q, k, codes, positions, base, alive, hist, bound):
-    """Histogram of the alive items within ``bound`` (which shrinks to the k-th distance seen so far)."""
-    for i in range(len(codes)):
-        d = _distance(codes, i, q)
-        if d <= bound and alive[_position(positions, base, i)]:
+def _scan_pass(q, k, codes, positions, base, alive, hist, bound, buf, nbuf):
+    """Alive items within ``bound`` into ``buf`` (keys) and ``hist``; for top-k (``k > 0``) the bound shrinks to
+    the k-th distance seen so far. Distances come a block at a time; a block with none within the bound (the
+    usual case once the bound is tight) costs no per-item branch."""
+    width = codes.shape[1]
+    words = codes.reshape(-1)
+    qrep = np.empty(SCAN_BLOCK * width, np.uint64)  # the query repeated, word for word with a block
+    for x in range(len(qrep)):
+        qrep[x] = q[0, x % width]
+    counts = np.empty(SCAN_BLOCK * width, np.int64)
+    dist = np.empty(SCAN_BLOCK, np.int64)
+    within = hist[: bound + 1].sum()  # items within the bound so far
+    for lo in range(0, len(codes), SCAN_BLOCK):
+        if _block_distances(codes, words, lo, q, qrep, counts, dist) > bound:
+            continue
+        for i in range(min(SCAN_BLOCK, len(codes) - lo)):
+            d = dist[i]
+            if d > bound:
+                continue
+            p = _position(positions, base, lo + i)
+            if not alive[p]:
+                continue
             hist[d] += 1
-            bound = min(bound, _kth_bound(hist, k))
-    return bound
+            within += 1
+            if k > 0:
+                while within - hist[bound] >= k:  # the k-th distance moved below the bound
+                    within -= hist[bound]
+                    bound -= 1
+                if nbuf == len(buf):  # drop what can no longer make the top k before growing
+                    nbuf = _drop_beyond(buf, nbuf, bound)
+            buf, nbuf = _push(buf, nbuf, (d << 32) | p)
+    return bound, buf, nbuf
+
+
+@njit(inline="always")
+def _drop_beyond(buf, nbuf, bound):
+    kept = 0
+    for c in range(nbuf):
+        if buf[c] >> 32 <= bound:
+            buf[kept] = buf[c]
+            kept += 1
+    return kept
 
 
 @njit(cache=True, nogil=True)
-def _collect_pass(q, cut, codes, positions, base, alive, out, nout, ties, nties, limit):
-    """Items nearer than ``cut`` into ``out``; positions below ``limit`` at distance ``cut`` into ``ties``,
-    which is sorted and cut to its first half whenever it fills up (its largest kept position: the new limit)."""
-    keep = len(ties) // 2
-    for i in range(len(codes)):
-        d = _distance(codes, i, q)
-        if d > cut:
-            continue
-        p = _position(positions, base, i)
-        if not alive[p]:
-            continue
-        if d < cut:
-            out[nout] = (d << 32) | p
-            nout += 1
-        elif p < limit:
-            ties[nties] = p
-            nties += 1
-            if nties == len(ties):
-                ties.sort()
-                nties, limit = keep, ties[keep - 1]
-    return nout, nties, limit
+def _scan(q, k, radius, bits, codes0, positions0, delta, n_main, alive):
+    """Sorted keys of the top k (``radius < 0``) or of all items within ``radius``, by one scan of table 0 and
+    the delta: every alive item within the (shrinking) bound is kept, so ties at the cut-off are complete."""
+    hist = np.zeros(bits + 1, np.int64)
+    top_k = radius < 0
+    buf = np.empty(max(64, 2 * k), np.int64)
+    bound, buf, nbuf = _scan_pass(q, k if top_k else 0, codes0, positions0, 0, alive, hist,
+                                  bits if top_k else radius, buf, 0)
+    bound, buf, nbuf = _scan_pass(q, k if top_k else 0, delta, positions0[:0], n_main, alive, hist, bound, buf, nbuf)
+    keys = np.sort(buf[:nbuf])
+    return keys[:k] if top_k else keys
 
 
 @njit(cache=True, nogil=True)
-def build_runs(codes, offsets, obase, starts, sizes, prefix, big, runs):
+def build_runs(codes, positions, offsets, obase, starts, sizes, prefix, big, runs):
     """For each big bucket (global bucket numbers ``big``, sorted), where each low-bit value's run starts
     in its table: ``runs[r, v]`` (``v = 0 .. 2**low``; the last is the bucket's end)."""
     for r in range(len(big)):
@@ -216,45 +336,11 @@ def build_runs(codes, offsets, obase, starts, sizes, prefix, big, runs):
         lo, hi, low = np.int64(offsets[big[r]]), np.int64(offsets[big[r] + 1]), sizes[j] - prefix[j]
         runs[r, :] = 0
         for i in range(lo, hi):
-            runs[r, 1 + np.int64(_substring(codes[j], i, starts[j], sizes[j]) & np.uint64((1 << low) - 1))] += 1
+            table, row = (codes[j], i) if j < len(codes) else (codes[0], np.int64(positions[j, i]))
+            runs[r, 1 + np.int64(_substring(table, row, starts[j], sizes[j]) & np.uint64((1 << low) - 1))] += 1
         runs[r, 0] = lo
         for v in range(1, (1 << low) + 1):
             runs[r, v] += runs[r, v - 1]
-
-
-@njit(cache=True, nogil=True)
-def _scan_knn(q, k, bits, codes0, positions0, delta, n_main, alive):
-    """Exact top-k keys by a two-pass scan of table 0 and the delta: histogram, then collect."""
-    hist = np.zeros(bits + 1, np.int64)
-    bound = _count_pass(q, k, codes0, positions0, 0, alive, hist, bits)
-    _count_pass(q, k, delta, positions0[:0], n_main, alive, hist, bound)
-    cut = _kth_bound(hist, k)
-    out = np.empty(k, np.int64)
-    ties = np.empty(2 * (k - hist[:cut].sum()), np.int64)
-    nout, nties, limit = _collect_pass(q, cut, codes0, positions0, 0, alive, out, 0, ties, 0, np.int64(1) << 62)
-    nout, nties, limit = _collect_pass(q, cut, delta, positions0[:0], n_main, alive, out, nout, ties, nties, limit)
-    ties = np.sort(ties[:nties])
-    for i in range(k - nout):
-        out[nout + i] = (cut << 32) | ties[i]
-    return np.sort(out)
-
-
-@njit(cache=True, nogil=True)
-def _range_pass(q, radius, codes, positions, base, alive, buf, nbuf):
-    for i in range(len(codes)):
-        d = _distance(codes, i, q)
-        if d <= radius:
-            p = _position(positions, base, i)
-            if alive[p]:
-                buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-    return buf, nbuf
-
-
-@njit(cache=True, nogil=True)
-def _scan_range(q, radius, codes0, positions0, delta, n_main, alive):
-    buf, nbuf = _range_pass(q, radius, codes0, positions0, 0, alive, np.empty(64, np.int64), 0)
-    buf, nbuf = _range_pass(q, radius, delta, positions0[:0], n_main, alive, buf, nbuf)
-    return np.sort(buf[:nbuf])
 
 
 @njit(inline="always")
@@ -268,14 +354,50 @@ def _next_mask(mask):
 
 
 @njit(cache=True, nogil=True)
-def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive,
-                bits, starts, sizes, prefix, binom, stats):
+def _predicted_last_step(hist, k, bound, t, sizes, cbin, bits):
+    """After steps 0..t-1 (``t`` a multiple of m: every table probed up to ``reach = t/m - 1``), the step at
+    which the search is expected to stop: the estimated k-th distance. Items at distance d are counted by
+    ``hist[d]`` divided by the chance that an item at distance d has been reached by now (its d differing bits
+    spread at random over the substrings, at least one substring with at most ``reach`` of them): exact (1)
+    below t, smaller beyond. ``bits + len(sizes)`` (the last step) where fewer than k items are expected."""
+    reach = t // len(sizes) - 1
+    ways = np.zeros(bits + 1)  # ways to place e differing bits so that every substring so far has > reach
+    ways[0] = 1.0
+    for j in range(len(sizes)):
+        grown = np.zeros(bits + 1)
+        for e in range(bits + 1):
+            if ways[e] != 0.0:
+                for x in range(reach + 1, min(sizes[j], bits - e) + 1):
+                    grown[e + x] += ways[e] * cbin[sizes[j], x]
+        ways = grown
+    expected = 0.0
+    for d in range(min(bound, bits) + 1):
+        reached = 1.0 - ways[d] / cbin[bits, d]
+        if hist[d] and reached > 0.0:
+            expected += hist[d] / reached
+        if expected >= k:
+            return max(d, t - 1)
+    return bits + len(sizes)
+
+
+@njit(cache=True, nogil=True)
+def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main,
+                scan_work, row_cost, planned, cbin, bits, starts, sizes, prefix, binom, stats):
     """Sorted keys (distance << 32 | position): the top k (``radius < 0``) or all within ``radius``;
-    ``stats`` receives the counters named in ``STATS``."""
+    ``stats`` receives the counters named in ``STATS``.
+
+    Scan or probe: ``planned[t]`` is the expected work (in ``PROBE_COST`` units) of steps 0..t, ``scan_work``
+    that of a scan. A range search knows its last step, so it decides before probing; a top-k search decides
+    once per round of m steps, when it has spent ``scan_work / WATCH``, from the predicted last step (see
+    ``_predicted_last_step``); and scans if probing has cost as much as a scan anyway (a misprediction)."""
     m = len(starts)
     top_k = radius < 0
     bound = bits if top_k else radius  # candidates farther than this cannot be in the answer
     last = bits + m if top_k else radius  # the last step
+    stats[:] = 0
+    if not top_k and planned[last] > scan_work:
+        stats[4] = 3
+        return _scan(q, k, radius, bits, codes[0], positions[0], delta, n_main, alive)
     qkeys = np.empty(m, np.uint64)
     for j in range(m):
         qkeys[j] = _substring(q, 0, starts[j], sizes[j])
@@ -289,37 +411,40 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
             if d <= bound:
                 hist[d] += 1
                 buf, nbuf = _push(buf, nbuf, (d << 32) | p)
-    budget, work, found, accepted = n_alive, len(delta), 0, 0
-    stats[:] = 0
+    work, found, accepted = float(len(delta)), 0, 0
+    codes0, positions0 = codes[0], positions[0]
     for t in range(last + 1):
         stats[5] = t
         if top_k and t > 0:
             found += hist[t - 1]
             if found >= k:  # every item within t - 1 is verified, and there are k of them
                 break
+            if t % m == 0 and work * WATCH >= scan_work and \
+                    planned[_predicted_last_step(hist, k, bound, t, sizes, cbin, bits)] - planned[t - 1] > \
+                    PLAN_MARGIN * scan_work:
+                stats[4] = 2
+                return _scan(q, k, radius, bits, codes0, positions0, delta, n_main, alive)
         j, rho = t % m, t // m
         if rho > sizes[j]:
             continue
-        table, where = codes[j], positions[j]
+        copy = j < len(codes)  # entries hold the code (sequential reads) or its row in table 0 (random reads)
+        table, where, entry_work = (codes[j], positions[j], 1.0) if copy else (codes0, positions[j], row_cost)
         base, head_bits, low = obase[j], prefix[j], sizes[j] - prefix[j]
         qhead, qlow = np.int64(qkeys[j] >> np.uint64(low)), np.int64(qkeys[j]) & ((np.int64(1) << low) - 1)
         # substring distance exactly rho, split between the prefix (rho_head) and the low bits (rho_low)
         for rho_head in range(max(0, rho - low), min(rho, head_bits) + 1):
             rho_low = rho - rho_head
             wanted = binom[low, rho_low]  # low-bit values at distance rho_low: runs of a big bucket
-            work += PROBE_COST * binom[head_bits, rho_head]
             stats[0] += binom[head_bits, rho_head]
             mask = (np.int64(1) << rho_head) - 1
             while mask < np.int64(1) << head_bits:
                 head = qhead ^ mask
                 lo, hi = np.int64(offsets[base + head]), np.int64(offsets[base + head + 1])
                 indexed = low > 0 and hi - lo > big_bucket
-                work += PROBE_COST * wanted if indexed else hi - lo
-                if work > budget:  # probing now costs more than a scan: scan instead
+                work += PROBE_COST + (PROBE_COST * wanted if indexed else (hi - lo) * entry_work)
+                if work > scan_work:  # probing has cost a scan already: scan instead
                     stats[4] = 1
-                    if top_k:
-                        return _scan_knn(q, k, bits, codes[0], positions[0], delta, n_main, alive)
-                    return _scan_range(q, radius, codes[0], positions[0], delta, n_main, alive)
+                    return _scan(q, k, radius, bits, codes0, positions0, delta, n_main, alive)
                 if hi == lo:
                     mask = _next_mask(mask)
                     continue
@@ -328,19 +453,20 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
                 for _ in range(wanted if indexed else 1):
                     if indexed:  # read only the run of each low-bit value at distance rho_low
                         a, b = np.int64(runs[r, qlow ^ tail]), np.int64(runs[r, (qlow ^ tail) + 1])
-                        work += b - a
+                        work += (b - a) * entry_work
                         stats[0] += 1
                         tail = _next_mask(tail)
                     else:  # read it all: _first_step drops the entries at other distances
                         a, b = lo, hi
                     stats[1] += b - a
                     for i in range(a, b):
-                        d = _distance(table, i, q)
+                        row = i if copy else np.int64(where[i])
+                        d = _distance(table, row, q)
                         if d > bound:
                             continue
                         stats[2] += 1
-                        p = np.int64(where[i])
-                        if _first_step(table, i, qkeys, starts, sizes) != t or not alive[p]:
+                        p = np.int64(where[i]) if copy else np.int64(positions0[row])
+                        if _first_step(table, row, qkeys, starts, sizes) != t or not alive[p]:
                             continue
                         hist[d] += 1
                         accepted += 1
@@ -349,12 +475,7 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
                             bound = min(bound, _kth_bound(hist, k))
                         if nbuf == len(buf) and top_k:  # drop what can no longer make the top k before growing
                             bound = _kth_bound(hist, k)
-                            kept = 0
-                            for c in range(nbuf):
-                                if buf[c] >> 32 <= bound:
-                                    buf[kept] = buf[c]
-                                    kept += 1
-                            nbuf = kept
+                            nbuf = _drop_beyond(buf, nbuf, bound)
                         if d <= bound:
                             buf, nbuf = _push(buf, nbuf, (d << 32) | p)
                 mask = _next_mask(mask)
@@ -363,11 +484,12 @@ def _search_one(q, k, radius, codes, positions, offsets, obase, big_bucket, big,
 
 
 @njit(cache=True, nogil=True)
-def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main, n_alive,
-               bits, starts, sizes, prefix, binom, out_d, out_p, stats):
+def _knn_batch(qs, lo, hi, k, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive, n_main,
+               scan_work, row_cost, planned, cbin, bits, starts, sizes, prefix, binom, out_d, out_p, stats):
     for i in range(lo, hi):
         keys = _search_one(qs[i: i + 1], k, -1, codes, positions, offsets, obase, big_bucket, big, runs, delta, alive,
-                           n_main, n_alive, bits, starts, sizes, prefix, binom, stats[i])
+                           n_main, scan_work, row_cost, planned, cbin, bits, starts, sizes, prefix, binom,
+                           stats[i])
         for c in range(k):
             out_d[i, c] = keys[c] >> 32
             out_p[i, c] = keys[c] & 0xFFFFFFFF
@@ -409,6 +531,7 @@ class MultiIndex:
         self._delta_ids: dict[int, int] = {}
         self._binom = np.array([[comb(s, r) for r in range(PREFIX_BITS + 1)] for s in range(PREFIX_BITS + 1)],
                                dtype=np.int64)
+        self._cbin = np.array([[float(comb(s, r)) for r in range(bits + 1)] for s in range(bits + 1)])
         self._build_tables(self._delta[:0])
 
     @property
@@ -495,10 +618,12 @@ class MultiIndex:
         self._delta = np.zeros((0, self._width), np.uint64)
         m = self.fixed_tables or table_count(self.bits, n)
         self._starts, self._sizes = layout(self.bits, m)
-        self._prefix = np.minimum(self._sizes, PREFIX_BITS)
+        self._prefix = prefix_bits(self._sizes, n)
         self._obase = np.concatenate([[0], np.cumsum((1 << self._prefix) + 1)]).astype(np.int64)
         self._offsets = np.empty(self._obase[-1], np.uint32)
-        self._codes = np.empty((m, n, self._width), np.uint64)
+        copies = copy_count(self.bits, m)
+        self._planned = planned_work(n, self.bits, self._sizes, self._prefix, copies)
+        self._codes = np.empty((copies, n, self._width), np.uint64)
         self._positions = np.empty((m, n), np.uint32)
         build_tables(words, n, self._starts, self._sizes, self._prefix, self._obase[:-1], self._offsets,
                      self._codes, self._positions)
@@ -507,8 +632,8 @@ class MultiIndex:
                                     for a, b, low in zip(self._obase[:-1], self._obase[1:], self._sizes - self._prefix)
                                     if low] or [np.zeros(0, np.int64)])
         self._runs = np.empty((len(self._big), (1 << int((self._sizes - self._prefix).max())) + 1), np.uint32)
-        build_runs(self._codes, self._offsets, self._obase[:-1], self._starts, self._sizes, self._prefix, self._big,
-                   self._runs)
+        build_runs(self._codes, self._positions, self._offsets, self._obase[:-1], self._starts, self._sizes,
+                   self._prefix, self._big, self._runs)
         ids = self._ids[:n]
         self._order = (np.arange(n, dtype=np.uint32) if n < 2 or (ids[1:] > ids[:-1]).all()
                        else np.argsort(ids, kind="stable").astype(np.uint32))
@@ -518,8 +643,8 @@ class MultiIndex:
     def _args(self) -> tuple:
         return (self._codes, self._positions, self._offsets, self._obase[:-1], self._big_bucket, self._big, self._runs,
                 self._delta[: self._n - self._n_main],
-                self._alive, self._n_main, self.ntotal, self.bits, self._starts, self._sizes, self._prefix,
-                self._binom)
+                self._alive, self._n_main, self.ntotal * SCAN_COST, row_work(self._n_main, self.bits), self._planned,
+                self._cbin, self.bits, self._starts, self._sizes, self._prefix, self._binom)
 
     def search(self, queries: np.ndarray, k: int, stats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k (k <= ntotal): distances (Q, k) int32 and positions (Q, k) int64.
