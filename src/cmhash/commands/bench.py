@@ -82,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
         datasets.append(open_from_args(args, spec))
     seeds_note = f" Data seed{'s' if len(data_seeds) > 1 else ''} {', '.join(map(str, data_seeds))}" + (
         " (each with every model seed: the replicates of a row)." if len(data_seeds) > 1 else ".")
-    notes = {ds.name: describe_protocol(ds) + seeds_note + f" Profile: {profile_note}." for ds in datasets}
+
+    def notes_for(profile_note: str) -> dict[str, str]:
+        return {ds.name: describe_protocol(ds) + seeds_note + f" Profile: {profile_note}." for ds in datasets}
+
+    notes = notes_for(profile_note)
     seeds = list(range(args.seeds))
     total = len(datasets) * len(variants) * len(args.bits) * len(seeds)  # datasets: one per (spec, data seed)
     out = Path(args.out)
@@ -129,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         if kept:  # the updated rows take the place of the ones they replace
             order = list(dict.fromkeys(r.variant for r in earlier + results))
             results = sorted(kept + results, key=lambda r: order.index(r.variant))
+            profile_note = profile_overrides(args.profile, args.dataset, list(dict.fromkeys(r.method for r in results)))[1]
+            notes = notes_for(profile_note)
         wall = time.perf_counter() - start
         argv = sys.argv[1:]
     meta = bench_meta(argv, wall, args.jobs, threads_per_run(args.jobs))
