@@ -63,9 +63,7 @@ def paired_test(method_ap: list[np.ndarray], baseline_ap: list[np.ndarray]) -> P
     pooled = np.concatenate(diffs)
     if not pooled.size:
         raise ValueError("no query has an AP in both runs")
-    if not np.any(pooled):
-        p = 1.0
-    elif pooled.size < 2:
+    if pooled.size < 2 or not np.any(pooled):  # nothing to test
         p = 1.0
     elif np.ptp(pooled) <= 1e-9 * np.abs(pooled).max():  # the same shift on every query (up to rounding): no spread
         p = 0.0

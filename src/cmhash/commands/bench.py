@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--parts selects ablated parts: it needs --ablate METHOD")
     start = time.perf_counter()
     methods = expand_methods(args.methods) if not args.ablate else [args.ablate]
-    profiled, profile_note = profile_overrides(args.profile, args.dataset, methods)
+    profiled, _ = profile_overrides(args.profile, args.dataset, methods)
     variants = plan_variants(methods, profiled + gather_overrides(args), ablate=args.ablate,
                              parts=args.parts)
     data_seeds = args.data_seeds or [args.data_seed]
@@ -82,11 +82,6 @@ def run(args: argparse.Namespace) -> int:
         datasets.append(open_from_args(args, spec))
     seeds_note = f" Data seed{'s' if len(data_seeds) > 1 else ''} {', '.join(map(str, data_seeds))}" + (
         " (each with every model seed: the replicates of a row)." if len(data_seeds) > 1 else ".")
-
-    def notes_for(profile_note: str) -> dict[str, str]:
-        return {ds.name: describe_protocol(ds) + seeds_note + f" Profile: {profile_note}." for ds in datasets}
-
-    notes = notes_for(profile_note)
     seeds = list(range(args.seeds))
     total = len(datasets) * len(variants) * len(args.bits) * len(seeds)  # datasets: one per (spec, data seed)
     out = Path(args.out)
@@ -100,9 +95,7 @@ def run(args: argparse.Namespace) -> int:
         earlier = [RunResult(**{k: v for k, v in json.loads(line).items() if k != "mean"})
                    for line in partial.read_text().splitlines()]
     if args.report_only:
-        # runs.jsonl is in finishing order (parallel jobs): the tables follow the plan's row order
-        order = {v.label: i for i, v in enumerate(variants)}
-        results = sorted(earlier, key=lambda r: (order.get(r.variant, len(order)), r.bits, r.data_seed, r.seed))
+        results = in_row_order(earlier, [v.label for v in variants])
         load_per_query(results, out / "per_query")
         wall = sum(r.train_seconds for r in results)
         argv = [a for a in sys.argv[1:] if a != "--report-only"]
@@ -131,12 +124,12 @@ def run(args: argparse.Namespace) -> int:
                            data_seeds=[seed for _, seed in opened])
         total += len(kept)
         if kept:  # the updated rows take the place of the ones they replace
-            order = list(dict.fromkeys(r.variant for r in earlier + results))
-            results = sorted(kept + results, key=lambda r: order.index(r.variant))
-            profile_note = profile_overrides(args.profile, args.dataset, list(dict.fromkeys(r.method for r in results)))[1]
-            notes = notes_for(profile_note)
+            results = in_row_order(kept + results, [r.variant for r in earlier + results])
         wall = time.perf_counter() - start
         argv = sys.argv[1:]
+    # named from the rows reported: a rebuilt or updated table also holds rows the command did not plan
+    profile_note = profile_overrides(args.profile, args.dataset, list(dict.fromkeys(r.method for r in results)))[1]
+    notes = {ds.name: describe_protocol(ds) + seeds_note + f" Profile: {profile_note}." for ds in datasets}
     meta = bench_meta(argv, wall, args.jobs, threads_per_run(args.jobs))
     meta["profile"] = profile_note
     meta["reference"] = args.reference
@@ -159,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
                                title=f"## {'Ablation' if args.ablate else 'Results'} on {', '.join(args.dataset)} "
                                      "(generated)")
     return 0
+
+
+def in_row_order(results: list, labels: list[str]) -> list:
+    """``results`` with rows in the order of ``labels`` (first occurrence; rows not named go last), then
+    bits and replicate: runs.jsonl is in finishing order when runs train in parallel."""
+    rank = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    return sorted(results, key=lambda r: (rank.get(r.variant, len(rank)), r.bits, r.data_seed, r.seed))
 
 
 def profile_overrides(profile: str, datasets: list[str], methods: list[str]) -> tuple[list, str]:
